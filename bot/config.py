@@ -122,8 +122,12 @@ class SubscriptionConfig(_Section):
     @field_validator("query")
     @classmethod
     def _query(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("empty query")
+        from bot.match import QueryError, parse_query
+
+        try:
+            parse_query(v)
+        except QueryError as e:
+            raise ValueError(str(e)) from None
         return v.strip()
 
 

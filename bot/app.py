@@ -1,0 +1,176 @@
+"""Wiring: the composition root that builds the core from a Config and runs it.
+
+`Core` holds the store, the pipeline, the outbox and the command service; `Tagwire` adds the
+fetcher, the scheduler and the platform adapters and runs them until stopped. Platform adapters
+are loaded by module path only when enabled, so nothing in ``bot/`` imports a platform SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from typing import Any
+
+from bot import match
+from bot.adapter import Adapter
+from bot.commands import CommandService
+from bot.config import Config
+from bot.fetch import AddressPolicy, Fetcher
+from bot.models import Destination
+from bot.outbox import Outbox
+from bot.pipeline import Pipeline
+from bot.scheduler import PollOutcome, Scheduler
+from bot.store.sqlite import SQLiteStore
+
+log = logging.getLogger("tagwire.app")
+
+# platform -> "module:Class"; the class takes (config, platform_section) keyword arguments
+ADAPTERS = {
+    "console": "adapters.console:ConsoleAdapter",
+    "slack": "adapters.slack:SlackAdapter",
+    "discord": "adapters.discord:DiscordAdapter",
+}
+
+
+def load_adapter(platform: str, config: Config) -> Adapter:
+    module_name, _, class_name = ADAPTERS[platform].partition(":")
+    cls: Any = getattr(importlib.import_module(module_name), class_name)
+    if platform == "console":
+        return cls(jsonl=config.console.jsonl, color=config.console.color)
+    return cls.from_config(config)
+
+
+class Core:
+    """Store + pipeline + outbox + commands: everything but polling and platform connections."""
+
+    def __init__(self, config: Config, store: SQLiteStore) -> None:
+        self.config = config
+        self.store = store
+        self.outbox = Outbox(store)
+        self.pipeline = Pipeline(config, store, on_queued=self.outbox.wake)
+        self.commands = CommandService(
+            store,
+            config,
+            on_subscriptions_changed=self.pipeline.refresh_subscriptions,
+            on_sources_changed=self.pipeline.refresh_subscriptions,
+        )
+
+    @classmethod
+    async def open(cls, config: Config) -> Core:
+        store = SQLiteStore(config.storage.path)
+        await store.open()
+        core = cls(config, store)
+        try:
+            await core._sync_config()
+            await store.release_claims()
+            await core.pipeline.start()
+        except BaseException:
+            await store.close()
+            raise
+        return core
+
+    async def _sync_config(self) -> None:
+        cfg = self.config
+        await self.store.sync_config_sources(
+            [(s.url, s.name or _default_name(s.url), s.interval) for s in cfg.sources]
+        )
+        subs = []
+        for i, s in enumerate(cfg.subscriptions):
+            try:
+                q = match.parse_query(s.query)
+            except match.QueryError as e:
+                from bot.config import ConfigError
+
+                raise ConfigError(f"subscriptions[{i}].query: {e}") from None
+            subs.append((Destination.parse(s.destination), s.query, q.normal_form))
+        await self.store.sync_config_subscriptions(subs)
+
+    def register_adapter(self, adapter: Adapter) -> None:
+        self.outbox.register(adapter)
+
+    async def deliver_pending(self) -> int:
+        return await self.outbox.run_once()
+
+    async def close(self) -> None:
+        self.pipeline.close()
+        await self.store.close()
+
+
+def _default_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+class Tagwire:
+    """The running bot: core + fetcher + scheduler + adapters."""
+
+    def __init__(self, core: Core, fetcher: Fetcher, adapters: list[Adapter]) -> None:
+        self.core = core
+        self.fetcher = fetcher
+        self.adapters = adapters
+        self.scheduler = Scheduler(core.store, fetcher, core.pipeline, core.config.fetch)
+        for a in adapters:
+            core.register_adapter(a)
+        self._stop = asyncio.Event()
+
+    @classmethod
+    async def create(
+        cls, config: Config, *, adapters: list[Adapter] | None = None, policy: AddressPolicy | None = None
+    ) -> Tagwire:
+        core = await Core.open(config)
+        if adapters is None:
+            adapters = []
+            for platform in ("console", "slack", "discord"):
+                section = getattr(config, platform)
+                if section.enabled:
+                    adapters.append(load_adapter(platform, config))
+        fetcher = Fetcher(config.fetch, policy=policy)
+        return cls(core, fetcher, adapters)
+
+    async def run_once(self) -> list[PollOutcome]:
+        """Poll every source once, deliver everything pending, return."""
+        outcomes = await self.scheduler.poll_all_once()
+        await self.core.deliver_pending()
+        return outcomes
+
+    async def run(self) -> None:
+        """Run until stop() or SIGINT/SIGTERM."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        for a in self.adapters:
+            await a.start(self.core.commands)
+        self.scheduler.start()
+        outbox = asyncio.create_task(self.core.outbox.run_forever(self._stop))
+        housekeeping = asyncio.create_task(self._housekeeping())
+        log.info("tagwire running", extra={"adapters": [a.platform for a in self.adapters]})
+        try:
+            await self._stop.wait()
+        finally:
+            await self.scheduler.stop()
+            outbox.cancel()
+            housekeeping.cancel()
+            await asyncio.gather(outbox, housekeeping, return_exceptions=True)
+
+    async def _housekeeping(self, every: float = 3600.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.core.pipeline.housekeeping()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        for a in self.adapters:
+            with contextlib.suppress(Exception):
+                await a.close()
+        await self.fetcher.close()
+        await self.core.close()

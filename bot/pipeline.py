@@ -1,0 +1,344 @@
+"""From a fetched feed body to stored items and queued deliveries.
+
+parse → normalise (pure, in a worker thread) → known? (store) → judge (dedupe, match, story,
+summarise: pure and stateful, in the single judge thread) → one write transaction (items, stories,
+fingerprints, decisions, deliveries) → wake the outbox.
+
+The judge owns the in-memory indexes (near-duplicate fingerprints, open stories, the subscription
+automaton) and allocates item and story ids itself: there is one writer, so ids are known before
+the write and a copy can point at an original written in the same batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot import dedupe, match, story
+from bot.config import Config
+from bot.models import Destination, Item
+from bot.normalise import normalise_with_origin
+from bot.parse import parse_feed
+from bot.store import DeliveryRequest, NewItem, SourceRecord, SubscriptionRecord
+from bot.store.sqlite import SQLiteStore
+from bot.summarise import summarise
+
+log = logging.getLogger("tagwire.pipeline")
+
+LEAD_CHARS = 400
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    items: list[Item]
+    hints: dict[str, str]  # guid -> outlet named as the origin
+    ttl: float | None
+
+
+def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, source_name: str,
+                        now: datetime) -> ParsedBatch:
+    """Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
+    feed = parse_feed(body, url=url, content_type=content_type)
+    items: list[Item] = []
+    hints: dict[str, str] = {}
+    seen: set[str] = set()
+    for entry in feed.entries:
+        normalised = normalise_with_origin(entry, source_name=source_name, feed_url=url, now=now)
+        if normalised is None or normalised[0].guid in seen:
+            continue
+        item, hint = normalised
+        seen.add(item.guid)
+        items.append(item)
+        if hint:
+            hints[item.guid] = hint
+    return ParsedBatch(items=items, hints=hints, ttl=float(feed.ttl) if feed.ttl else None)
+
+
+@dataclass(slots=True)
+class Subscriber:
+    id: int
+    destination: Destination
+    tag: str  # the query as the user typed it
+
+
+@dataclass(slots=True)
+class JudgeStats:
+    new: int = 0
+    duplicates: int = 0
+    matched: int = 0
+    queued: int = 0
+    baseline: int = 0
+    too_old: int = 0
+
+
+class Judge:
+    """The stateful, CPU-bound part of the pipeline. Only ever used from one thread at a time."""
+
+    def __init__(self, config: Config, next_item_id: int, next_story_id: int) -> None:
+        self.config = config
+        self.next_item_id = next_item_id
+        self.next_story_id = next_story_id
+        self.dupes = dedupe.NearDuplicateIndex()
+        self.stories = story.StoryClusterer(window_seconds=config.alerts.story_window)
+        self.index = match.MatchIndex()
+        self.subscribers: dict[int, Subscriber] = {}
+        self.paused: set[int] = set()
+        self.visibility: dict[int, frozenset[str]] = {}
+        # item id -> story id for recent items (copies join their original's story); bounded
+        self.item_story: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self.max_item_story = 500_000
+
+    # -- state -----------------------------------------------------------------------------------
+    def set_subscriptions(self, subs: list[SubscriptionRecord]) -> None:
+        wanted = {s.id: s for s in subs}
+        for sid in list(self.subscribers):
+            if sid not in wanted:
+                self.index.remove(sid)
+                del self.subscribers[sid]
+        for s in subs:
+            if s.id not in self.subscribers:
+                try:
+                    self.index.set(s.id, match.parse_query(s.query))
+                except match.QueryError as e:
+                    log.error("stored query no longer parses", extra={"subscription": s.id, "error": str(e)})
+                    continue
+                self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
+        self.paused = {s.id for s in subs if s.paused_reason}
+
+    def remember(self, item_id: int, story_id: int, ts: float) -> None:
+        self.item_story[item_id] = (story_id, ts)
+        self.item_story.move_to_end(item_id)
+        while len(self.item_story) > self.max_item_story:
+            self.item_story.popitem(last=False)
+
+    def expire(self, now: float) -> None:
+        retention = self.config.storage.retention_days * 86400.0
+        self.dupes.evict_older_than(now - retention)
+        self.stories.expire(now)
+        cutoff = now - retention
+        while self.item_story:
+            _, (_, ts) = next(iter(self.item_story.items()))
+            if ts >= cutoff:
+                break
+            self.item_story.popitem(last=False)
+
+    # -- judging ---------------------------------------------------------------------------------
+    def judge(
+        self,
+        source: SourceRecord,
+        batch: ParsedBatch,
+        known_urls: dict[str, tuple[int, int]],
+        now: float,
+        stats: JudgeStats,
+    ) -> list[NewItem]:
+        """Decide, for each new item, duplicate/story/matches/deliveries. Mutates the indexes."""
+        baseline = not source.baseline_done
+        max_age = self.config.alerts.max_age
+        out: list[NewItem] = []
+        batch_urls: dict[str, tuple[int, int]] = {}
+        # items that name another outlet as their origin go last, so an original in the same
+        # batch is the one shown and the copy points at it
+        ordered = sorted(batch.items, key=lambda it: it.guid in batch.hints)
+        for item in ordered:
+            item_id = self.next_item_id
+            self.next_item_id += 1
+            ts = item.published.timestamp() if item.published else now
+            doc = match.document(item.title, item.text, item.source_name)
+            new = NewItem(
+                item=item,
+                source_id=source.id,
+                seen=now,
+                summary="",
+                story_id=0,
+                story_is_new=False,
+                item_id=item_id,
+                fts=match.fts_columns(item.title, item.text, item.source_name),
+            )
+            stats.new += 1
+            # dedupe: same canonical URL, else near-duplicate text
+            original: tuple[int, int] | None = known_urls.get(item.url) or batch_urls.get(item.url)
+            why_dup = "same URL"
+            fp = dedupe.fingerprint(item.title, item.text)
+            if original is None and fp is not None:
+                hit = self.dupes.find(fp)
+                if hit is not None and hit.key in self.item_story:
+                    original = (hit.key, self.item_story[hit.key][0])
+                    why_dup = f"{hit.kind.replace('_', ' ')}, similarity {hit.similarity:.2f}"
+            if fp is not None:
+                new.fingerprint = dedupe.fingerprint_to_bytes(fp)
+            lead = item.text[:LEAD_CHARS]
+            if original is not None:
+                new.duplicate_of, new.story_id = original
+                self.stories.add_to_story(new.story_id, item.title, lead, ts)
+                new.decisions.append(("", "duplicate", f"of item {original[0]} ({why_dup})"))
+                stats.duplicates += 1
+            else:
+                found, score = self.stories.find(item.title, lead, ts)
+                if found is None:
+                    new.story_id = self.next_story_id
+                    self.next_story_id += 1
+                    new.story_is_new = True
+                    self.stories.add(new.story_id, item.title, lead, ts)
+                    new.decisions.append(("", "opened story", f"story {new.story_id}"))
+                else:
+                    new.story_id = found
+                    self.stories.add(found, item.title, lead, ts)
+                    new.decisions.append(("", "joined story", f"story {found} (similarity {score:.2f})"))
+                if fp is not None:
+                    self.dupes.add(item_id, fp, ts)
+            self.remember(item_id, new.story_id, now)
+            batch_urls.setdefault(item.url, (new.duplicate_of or item_id, new.story_id))
+
+            # match
+            hits = self.index.match(doc)
+            terms: list[str] = []
+            per_destination: dict[Destination, list[str]] = {}
+            visible_to = self.visibility.get(source.id, frozenset())
+            for sub_id, result in hits.items():
+                sub = self.subscribers.get(sub_id)
+                if sub is None:
+                    continue
+                terms.extend(result.terms)
+                if sub.destination.workspace not in visible_to and "" not in visible_to:
+                    new.decisions.append((str(sub.destination), "not visible", "source not added here"))
+                    continue
+                if sub_id in self.paused:
+                    new.decisions.append((str(sub.destination), "paused", f"subscription {sub.tag!r} is paused"))
+                    continue
+                per_destination.setdefault(sub.destination, []).append(sub.tag)
+                new.decisions.append((str(sub.destination), "matched", f"query {sub.tag}"))
+            new.summary = summarise(item.title, item.text, terms, limit=self.config.alerts.summary_chars)
+            if per_destination:
+                stats.matched += 1
+            elif not hits:
+                new.decisions.append(("", "no match", "no subscription's query matched"))
+
+            # decide whether to post
+            if baseline:
+                new.decisions.append(("", "baseline", "first fetch of this source: stored, not alerted"))
+                stats.baseline += 1
+            elif item.published is not None and now - ts > max_age:
+                new.decisions.append(
+                    ("", "too old", f"published {item.published:%Y-%m-%d %H:%M} UTC, older than max age")
+                )
+                stats.too_old += 1
+            elif new.duplicate_of is not None:
+                new.deliveries.append(DeliveryRequest(destination=None, kind="copy",
+                                                      original_item_id=new.duplicate_of))
+            else:
+                for dest, tags in per_destination.items():
+                    new.deliveries.append(DeliveryRequest(destination=dest, kind="story", tags=tuple(tags)))
+                    stats.queued += 1
+            out.append(new)
+        return out
+
+
+@dataclass(slots=True)
+class ProcessResult:
+    items_in_feed: int
+    new_items: int
+    stats: JudgeStats = field(default_factory=JudgeStats)
+    ttl: float | None = None
+
+
+class Pipeline:
+    """Owns the judge and its thread; serialises judge+write (the single writer)."""
+
+    def __init__(self, config: Config, store: SQLiteStore, on_queued: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.on_queued = on_queued
+        self.judge: Judge | None = None
+        self._judge_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagwire-judge")
+        self._parse_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagwire-parse")
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Load ids and rebuild the in-memory indexes from the store (recent items, fingerprints)."""
+        next_item, next_story = await self.store.next_ids()
+        judge = Judge(self.config, next_item, next_story)
+        now = time.time()
+        retention_start = now - self.config.storage.retention_days * 86400.0
+        for item_id, created, data in await self.store.fingerprints_since(retention_start):
+            try:
+                judge.dupes.add(item_id, dedupe.fingerprint_from_bytes(data), created)
+            except ValueError:
+                continue
+        for it in await self.store.recent_items(now - self.config.alerts.story_window):
+            if it.story_id is None:
+                continue
+            ts = it.published if it.published is not None else it.seen
+            judge.stories.add(it.story_id, it.title, it.text[:LEAD_CHARS], ts)
+        for it in await self.store.recent_items(retention_start):
+            if it.story_id is not None:
+                judge.remember(it.id, it.story_id, it.seen)
+        self.judge = judge
+        await self.refresh_subscriptions()
+
+    async def refresh_subscriptions(self) -> None:
+        """Re-read subscriptions and source visibility; the automaton is rebuilt off the loop."""
+        subs = await self.store.subscriptions()
+        visibility = await self.store.source_visibility()
+        judge = self._require_judge()
+        loop = asyncio.get_running_loop()
+
+        def apply() -> None:
+            judge.set_subscriptions(subs)
+            judge.visibility = visibility
+
+        await loop.run_in_executor(self._judge_thread, apply)
+
+    def _require_judge(self) -> Judge:
+        if self.judge is None:
+            raise RuntimeError("pipeline not started")
+        return self.judge
+
+    async def process(self, source: SourceRecord, body: bytes, *, url: str, content_type: str | None) -> ProcessResult:
+        loop = asyncio.get_running_loop()
+        now_dt = datetime.now(UTC)
+        batch = await loop.run_in_executor(
+            self._parse_threads,
+            lambda: parse_and_normalise(
+                body, url=url, content_type=content_type, source_name=source.name, now=now_dt
+            ),
+        )
+        result = ProcessResult(items_in_feed=len(batch.items), new_items=0, ttl=batch.ttl)
+        if not batch.items:
+            return result
+        judge = self._require_judge()
+        async with self._lock:
+            known_guids, known_urls = await self.store.known_items(
+                source.id, [i.guid for i in batch.items], [i.url for i in batch.items]
+            )
+            fresh = [i for i in batch.items if i.guid not in known_guids]
+            if not fresh:
+                return result
+            batch.items = fresh
+            now = time.time()
+            new_items = await loop.run_in_executor(
+                self._judge_thread, judge.judge, source, batch, known_urls, now, result.stats
+            )
+            await self.store.write_items(new_items)
+        result.new_items = len(new_items)
+        if result.stats.queued or any(n.deliveries for n in new_items):
+            if self.on_queued is not None:
+                self.on_queued()
+        return result
+
+    async def housekeeping(self) -> None:
+        judge = self._require_judge()
+        now = time.time()
+        await asyncio.get_running_loop().run_in_executor(self._judge_thread, judge.expire, now)
+        removed = await self.store.prune(now - self.config.storage.retention_days * 86400.0)
+        if removed:
+            log.info("pruned old items", extra={"items": removed})
+
+    def close(self) -> None:
+        self._judge_thread.shutdown(wait=False, cancel_futures=True)
+        self._parse_threads.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,849 @@
+"""The embedded store: SQLite through aiosqlite.
+
+WAL mode, versioned migrations (bot/store/migrations/NNNN_*.sql, applied in order inside a
+transaction and recorded in ``PRAGMA user_version``), one connection, one writer at a time
+(an asyncio lock around every write transaction), FTS5 over items for `latest`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.models import Destination
+from bot.store import (
+    Decision,
+    NewItem,
+    PendingDelivery,
+    SourceRecord,
+    StoredItem,
+    SubscriptionRecord,
+)
+
+log = logging.getLogger("tagwire.store")
+
+_SOURCE_COLS = (
+    "id, url, name, interval, in_config, state, next_poll, last_poll, last_success, "
+    "consecutive_failures, last_error, etag, last_modified, body_hash, baseline_done, item_count"
+)
+_ITEM_COLS = (
+    "i.id, s.name, i.url, i.title, i.text, i.summary, i.published, i.seen, i.story_id, "
+    "i.duplicate_of, i.categories"
+)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("bot.store").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _source(row: Iterable[Any]) -> SourceRecord:
+    r = list(row)
+    return SourceRecord(
+        id=r[0],
+        url=r[1],
+        name=r[2],
+        interval=r[3],
+        in_config=bool(r[4]),
+        state=r[5],
+        next_poll=r[6],
+        last_poll=r[7],
+        last_success=r[8],
+        consecutive_failures=r[9],
+        last_error=r[10],
+        etag=r[11],
+        last_modified=r[12],
+        body_hash=r[13],
+        baseline_done=bool(r[14]),
+        item_count=r[15],
+    )
+
+
+def _item(row: Iterable[Any]) -> StoredItem:
+    r = list(row)
+    return StoredItem(
+        id=r[0],
+        source=r[1],
+        url=r[2],
+        title=r[3],
+        text=r[4],
+        summary=r[5],
+        published=r[6],
+        seen=r[7],
+        story_id=r[8],
+        duplicate_of=r[9],
+        categories=tuple(json.loads(r[10] or "[]")),
+    )
+
+
+def _subscription(row: Iterable[Any]) -> SubscriptionRecord:
+    r = list(row)
+    return SubscriptionRecord(
+        id=r[0],
+        destination=Destination.parse(r[1]),
+        query=r[2],
+        normal_form=r[3],
+        in_config=bool(r[4]),
+        created_by=r[5],
+        paused_reason=r[6],
+    )
+
+
+_SUB_COLS = "id, destination, query, normal_form, in_config, created_by, paused_reason"
+
+
+class SQLiteStore:
+    """`bot.store.Store` on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        self._db = db
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, sql in _migrations():
+            if version <= current:
+                continue
+            log.info("applying migration", extra={"version": version})
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(sql):
+                    await self.db.execute(statement)
+                await self.db.execute(f"PRAGMA user_version={version}")
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time (the single-writer discipline)."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            else:
+                await self.db.execute("COMMIT")
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        async with self.db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self.db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    # -- sources ---------------------------------------------------------------------------------
+    async def sync_config_sources(self, sources: list[tuple[str, str, float | None]]) -> None:
+        """Make the config's sources present (owned by everyone); forget config sources removed from it."""
+        import time
+
+        now = time.time()
+        urls = [u for u, _, _ in sources]
+        async with self._tx() as db:
+            for url, name, interval in sources:
+                await db.execute(
+                    "INSERT INTO sources (url, name, interval, in_config, created) VALUES (?, ?, ?, 1, ?) "
+                    "ON CONFLICT(url) DO UPDATE SET name=excluded.name, interval=excluded.interval, in_config=1",
+                    (url, name, interval, now),
+                )
+                await db.execute(
+                    "INSERT INTO source_owners (source_id, workspace, name, created) "
+                    "SELECT id, '', ?, ? FROM sources WHERE url=? "
+                    "ON CONFLICT(source_id, workspace) DO UPDATE SET name=excluded.name",
+                    (name, now, url),
+                )
+            placeholders = ",".join("?" * len(urls)) or "''"
+            await db.execute(
+                f"DELETE FROM source_owners WHERE workspace='' AND source_id IN "
+                f"(SELECT id FROM sources WHERE in_config=1 AND url NOT IN ({placeholders}))",
+                urls,
+            )
+            await db.execute(
+                f"UPDATE sources SET in_config=0 WHERE in_config=1 AND url NOT IN ({placeholders})", urls
+            )
+            await db.execute(
+                "DELETE FROM sources WHERE in_config=0 AND id NOT IN (SELECT source_id FROM source_owners)"
+            )
+
+    async def add_source(
+        self, url: str, name: str, workspace: str, added_by: str, interval: float | None = None
+    ) -> tuple[SourceRecord, bool]:
+        """Add (or share) a source for a workspace. Returns (source, created_for_workspace)."""
+        import time
+
+        now = time.time()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO sources (url, name, interval, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(url) DO NOTHING",
+                (url, name, interval, now),
+            )
+            row = await self._one(f"SELECT {_SOURCE_COLS} FROM sources WHERE url=?", (url,))
+            src = _source(row)
+            cur = await db.execute(
+                "INSERT INTO source_owners (source_id, workspace, name, added_by, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source_id, workspace) DO NOTHING",
+                (src.id, workspace, name, added_by, now),
+            )
+            created = cur.rowcount > 0
+        return src, created
+
+    async def remove_source(self, workspace: str, name_or_url: str) -> SourceRecord | None:
+        """Remove a workspace's claim on a source; the source goes when nobody has it any more."""
+        async with self._tx() as db:
+            row = await self._one(
+                f"SELECT {', '.join('s.' + c.strip() for c in _SOURCE_COLS.split(','))} "
+                "FROM sources s JOIN source_owners o ON o.source_id = s.id "
+                "WHERE o.workspace=? AND (s.url=? OR lower(o.name)=lower(?)) ORDER BY s.id LIMIT 1",
+                (workspace, name_or_url, name_or_url),
+            )
+            if row is None:
+                return None
+            src = _source(row)
+            await db.execute(
+                "DELETE FROM source_owners WHERE source_id=? AND workspace=?", (src.id, workspace)
+            )
+            if workspace == "":
+                await db.execute("UPDATE sources SET in_config=0 WHERE id=?", (src.id,))
+            await db.execute(
+                "DELETE FROM sources WHERE id=? AND NOT EXISTS "
+                "(SELECT 1 FROM source_owners WHERE source_id=?)",
+                (src.id, src.id),
+            )
+        return src
+
+    async def list_sources(self, workspace: str | None) -> list[tuple[SourceRecord, str]]:
+        """Sources a workspace can see (its own and everyone's), with the name it knows them by.
+
+        ``workspace=None`` lists every source with its own name."""
+        cols = ", ".join("s." + c.strip() for c in _SOURCE_COLS.split(","))
+        if workspace is None:
+            rows = await self._all(f"SELECT {cols}, s.name FROM sources s ORDER BY s.name")
+        else:
+            rows = await self._all(
+                f"SELECT {cols}, o.name FROM sources s JOIN source_owners o ON o.source_id=s.id "
+                "WHERE o.workspace IN ('', ?) GROUP BY s.id ORDER BY o.name",
+                (workspace,),
+            )
+        return [(_source(r[:16]), r[16]) for r in rows]
+
+    async def visible_source_names(self, workspace: str) -> set[str]:
+        rows = await self._all(
+            "SELECT DISTINCT s.name FROM sources s JOIN source_owners o ON o.source_id=s.id "
+            "WHERE o.workspace IN ('', ?)",
+            (workspace,),
+        )
+        return {r[0] for r in rows}
+
+    async def source_visibility(self) -> dict[int, frozenset[str]]:
+        rows = await self._all("SELECT source_id, workspace FROM source_owners")
+        out: dict[int, set[str]] = {}
+        for sid, ws in rows:
+            out.setdefault(sid, set()).add(ws)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    async def get_source(self, source_id: int) -> SourceRecord | None:
+        row = await self._one(f"SELECT {_SOURCE_COLS} FROM sources WHERE id=?", (source_id,))
+        return _source(row) if row else None
+
+    async def all_sources(self) -> list[SourceRecord]:
+        return [_source(r) for r in await self._all(f"SELECT {_SOURCE_COLS} FROM sources ORDER BY id")]
+
+    async def due_sources(self, now: float, limit: int) -> list[SourceRecord]:
+        rows = await self._all(
+            f"SELECT {_SOURCE_COLS} FROM sources WHERE next_poll <= ? ORDER BY next_poll LIMIT ?",
+            (now, limit),
+        )
+        return [_source(r) for r in rows]
+
+    async def postpone_source(self, source_id: int, next_poll: float) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
+
+    async def record_poll_success(
+        self,
+        source_id: int,
+        *,
+        now: float,
+        next_poll: float,
+        etag: str | None,
+        last_modified: str | None,
+        body_hash: str | None,
+        baseline_done: bool,
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE sources SET state='ok', last_poll=?, last_success=?, next_poll=?, "
+                "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
+                "baseline_done=MAX(baseline_done, ?) WHERE id=?",
+                (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done), source_id),
+            )
+
+    async def record_poll_failure(
+        self, source_id: int, *, now: float, next_poll: float, error: str, failing: bool
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE sources SET last_poll=?, next_poll=?, consecutive_failures=consecutive_failures+1, "
+                "last_error=?, state=CASE WHEN ? THEN 'failing' ELSE state END WHERE id=?",
+                (now, next_poll, error[:500], int(failing), source_id),
+            )
+
+    # -- items -----------------------------------------------------------------------------------
+    async def known_items(
+        self, source_id: int, guids: list[str], urls: list[str]
+    ) -> tuple[set[str], dict[str, tuple[int, int]]]:
+        """Which of these guids this source already has, and which URLs any source has
+        (url -> (original item id, its story id))."""
+        known_guids: set[str] = set()
+        known_urls: dict[str, tuple[int, int]] = {}
+        for chunk in _chunks(guids, 400):
+            rows = await self._all(
+                f"SELECT guid FROM items WHERE source_id=? AND guid IN ({','.join('?' * len(chunk))})",
+                (source_id, *chunk),
+            )
+            known_guids.update(r[0] for r in rows)
+        for chunk in _chunks(urls, 400):
+            rows = await self._all(
+                "SELECT url, COALESCE(duplicate_of, id), COALESCE(story_id, 0) FROM items "
+                f"WHERE url IN ({','.join('?' * len(chunk))}) ORDER BY id",
+                chunk,
+            )
+            for url, item_id, story_id in rows:
+                known_urls.setdefault(url, (item_id, story_id))
+        return known_guids, known_urls
+
+    async def next_ids(self) -> tuple[int, int]:
+        """The next free (item id, story id): the single writer allocates ids itself."""
+        item = await self._one("SELECT COALESCE(MAX(id), 0) FROM items")
+        story = await self._one("SELECT MAX(COALESCE((SELECT MAX(id) FROM stories), 0), "
+                                "COALESCE((SELECT MAX(story_id) FROM items), 0))")
+        return int(item[0]) + 1, int(story[0]) + 1
+
+    async def write_items(self, batch: list[NewItem]) -> None:
+        """Store new items with their stories, fingerprints, decisions and deliveries, atomically."""
+        if not batch:
+            return
+        async with self._tx() as db:
+            for new in batch:
+                await self._write_one(db, new)
+
+    async def _write_one(self, db: aiosqlite.Connection, new: NewItem) -> None:
+        it = new.item
+        published = it.published.timestamp() if it.published else None
+        cur = await db.execute(
+            "INSERT INTO items (id, source_id, guid, url, title, text, summary, published, seen, categories, "
+            "author, story_id, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT(source_id, guid) DO NOTHING",
+            (
+                new.item_id,
+                new.source_id,
+                it.guid,
+                it.url,
+                it.title,
+                it.text,
+                new.summary,
+                published,
+                new.seen,
+                json.dumps(list(it.categories), ensure_ascii=False),
+                it.author,
+                new.story_id,
+                new.duplicate_of,
+            ),
+        )
+        if cur.rowcount == 0:  # raced with an identical insert: nothing new
+            return
+        item_id = cur.lastrowid
+        assert item_id is not None
+        new.item_id = item_id
+        await db.execute("UPDATE sources SET item_count=item_count+1 WHERE id=?", (new.source_id,))
+        await db.execute(
+            "INSERT INTO items_fts (rowid, title, body, source) VALUES (?,?,?,?)", (item_id, *new.fts)
+        )
+        if new.story_is_new:
+            await db.execute(
+                "INSERT OR IGNORE INTO stories (id, title, first_item_id, created, updated) VALUES (?,?,?,?,?)",
+                (new.story_id, it.title, item_id, new.seen, new.seen),
+            )
+        else:
+            await db.execute("UPDATE stories SET updated=? WHERE id=?", (new.seen, new.story_id))
+        if new.fingerprint is not None:
+            await db.execute(
+                "INSERT OR REPLACE INTO fingerprints (item_id, created, data) VALUES (?,?,?)",
+                (item_id, new.seen, new.fingerprint),
+            )
+        for destination, decision, detail in new.decisions:
+            await db.execute(
+                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+                (item_id, destination, new.seen, decision, detail),
+            )
+        for req in new.deliveries:
+            dest = str(req.destination) if req.destination else ""
+            tags = json.dumps(list(req.tags), ensure_ascii=False)
+            if req.kind == "story":
+                thread = await self._one(
+                    "SELECT root_delivery_id FROM threads WHERE destination=? AND story_id=?",
+                    (dest, new.story_id),
+                )
+                kind = "reply" if thread else "alert"
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
+                    "target_delivery_id, next_attempt, created) VALUES (?,?,?,?,?,?,?,?)",
+                    (dest, item_id, new.story_id, kind, tags, thread[0] if thread else None, 0, new.seen),
+                )
+                if kind == "alert" and cur.rowcount:
+                    await db.execute(
+                        "INSERT INTO threads (destination, story_id, root_delivery_id) VALUES (?,?,?)",
+                        (dest, new.story_id, cur.lastrowid),
+                    )
+                await db.execute(
+                    "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+                    (
+                        item_id,
+                        dest,
+                        new.seen,
+                        f"queued as {'thread reply' if thread else 'root alert'}",
+                        f"story {new.story_id}",
+                    ),
+                )
+            elif req.kind == "copy" and req.original_item_id is not None:
+                await self._queue_updates(db, new, item_id, req.original_item_id, tags)
+
+    async def _queue_updates(
+        self, db: aiosqlite.Connection, new: NewItem, item_id: int, original_id: int, tags: str
+    ) -> None:
+        """Edit every message made for the original to name one more outlet (once per outlet)."""
+        fresh_outlet = await self._one(
+            "SELECT 1 FROM items o WHERE o.id=? AND o.source_id != ? AND NOT EXISTS "
+            "(SELECT 1 FROM items c WHERE c.duplicate_of=o.id AND c.source_id=? AND c.id != ?)",
+            (original_id, new.source_id, new.source_id, item_id),
+        )
+        if fresh_outlet is None:
+            await db.execute(
+                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+                (item_id, "", new.seen, "no update", "the original's messages already name this outlet"),
+            )
+            return
+        targets = await self._all(
+            "SELECT id, destination FROM deliveries WHERE item_id=? AND kind IN ('alert','reply') "
+            "AND status != 'failed'",
+            (original_id,),
+        )
+        for target_id, dest in targets:
+            await db.execute(
+                "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
+                "target_delivery_id, next_attempt, created) VALUES (?,?,?,'update',?,?,?,?)",
+                (dest, item_id, new.story_id, tags, target_id, 0, new.seen),
+            )
+            await db.execute(
+                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+                (item_id, dest, new.seen, "queued update", f"'also reported by' on message of item {original_id}"),
+            )
+
+    async def record_decisions(self, rows: list[tuple[int, str, str, str]]) -> None:
+        import time
+
+        if not rows:
+            return
+        now = time.time()
+        async with self._tx() as db:
+            await db.executemany(
+                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+                [(i, d, now, dec, det) for i, d, dec, det in rows],
+            )
+
+    async def recent_items(self, since: float) -> list[StoredItem]:
+        rows = await self._all(
+            f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id "
+            "WHERE i.seen >= ? ORDER BY i.id",
+            (since,),
+        )
+        return [_item(r) for r in rows]
+
+    async def fingerprints_since(self, since: float) -> list[tuple[int, float, bytes]]:
+        rows = await self._all(
+            "SELECT item_id, created, data FROM fingerprints WHERE created >= ? ORDER BY item_id", (since,)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def search(self, fts_query: str | None, limit: int, workspace: str | None) -> list[StoredItem]:
+        """Newest items first; ``fts_query`` is an FTS5 MATCH prefilter (None: no prefilter).
+
+        ``workspace`` limits to sources that workspace can see (None: all)."""
+        vis = ""
+        params: list[Any] = []
+        if workspace is not None:
+            vis = " AND i.source_id IN (SELECT source_id FROM source_owners WHERE workspace IN ('', ?))"
+            params.append(workspace)
+        order = " ORDER BY COALESCE(i.published, i.seen) DESC, i.id DESC LIMIT ?"
+        if fts_query:
+            sql = (
+                f"SELECT {_ITEM_COLS} FROM items_fts f JOIN items i ON i.id=f.rowid "
+                f"JOIN sources s ON s.id=i.source_id WHERE items_fts MATCH ?{vis}{order}"
+            )
+            params.insert(0, fts_query)
+        else:
+            sql = f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id WHERE 1=1{vis}{order}"
+        params.append(limit)
+        return [_item(r) for r in await self._all(sql, params)]
+
+    async def items_by_url(self, url: str) -> list[StoredItem]:
+        rows = await self._all(
+            f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id WHERE i.url=? ORDER BY i.id",
+            (url,),
+        )
+        return [_item(r) for r in rows]
+
+    async def get_items(self, item_ids: list[int]) -> list[StoredItem]:
+        out: list[StoredItem] = []
+        for chunk in _chunks(item_ids, 400):
+            rows = await self._all(
+                f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id "
+                f"WHERE i.id IN ({','.join('?' * len(chunk))}) ORDER BY i.id",
+                chunk,
+            )
+            out.extend(_item(r) for r in rows)
+        return out
+
+    async def decisions_for(self, item_ids: list[int]) -> list[Decision]:
+        out: list[Decision] = []
+        for chunk in _chunks(item_ids, 400):
+            rows = await self._all(
+                "SELECT item_id, destination, at, decision, detail FROM decisions "
+                f"WHERE item_id IN ({','.join('?' * len(chunk))}) ORDER BY at, id",
+                chunk,
+            )
+            out.extend(Decision(*r) for r in rows)
+        return out
+
+    async def deliveries_for_items(self, item_ids: list[int]) -> list[tuple[int, str, str, str, str | None]]:
+        """(item_id, destination, kind, status, last_error) for `why`."""
+        out = []
+        for chunk in _chunks(item_ids, 400):
+            out.extend(
+                await self._all(
+                    "SELECT item_id, destination, kind, status, last_error FROM deliveries "
+                    f"WHERE item_id IN ({','.join('?' * len(chunk))}) ORDER BY id",
+                    chunk,
+                )
+            )
+        return [tuple(r) for r in out]  # type: ignore[misc]
+
+    async def story_items(self, story_ids: list[int]) -> dict[int, list[StoredItem]]:
+        out: dict[int, list[StoredItem]] = {}
+        for chunk in _chunks(story_ids, 400):
+            rows = await self._all(
+                f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id "
+                f"WHERE i.story_id IN ({','.join('?' * len(chunk))}) ORDER BY i.id",
+                chunk,
+            )
+            for r in rows:
+                it = _item(r)
+                out.setdefault(it.story_id or 0, []).append(it)
+        return out
+
+    async def prune(self, before: float) -> int:
+        """Forget items (and their fingerprints, decisions, deliveries) first seen before ``before``.
+
+        Items with deliveries still pending are kept."""
+        async with self._tx() as db:
+            await db.execute(
+                "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM items WHERE seen < ? AND id NOT IN "
+                "(SELECT item_id FROM deliveries WHERE status IN ('pending','sending')))",
+                (before,),
+            )
+            cur = await db.execute(
+                "DELETE FROM items WHERE seen < ? AND id NOT IN "
+                "(SELECT item_id FROM deliveries WHERE status IN ('pending','sending'))",
+                (before,),
+            )
+            await db.execute(
+                "DELETE FROM threads WHERE root_delivery_id NOT IN (SELECT id FROM deliveries)"
+            )
+            await db.execute("DELETE FROM stories WHERE updated < ?", (before,))
+            return cur.rowcount
+
+    # -- subscriptions ---------------------------------------------------------------------------
+    async def add_subscription(
+        self, destination: Destination, query: str, normal_form: str, created_by: str, in_config: bool = False
+    ) -> tuple[SubscriptionRecord, bool]:
+        import time
+
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO subscriptions (destination, workspace, query, normal_form, in_config, created_by, "
+                "created) VALUES (?,?,?,?,?,?,?) ON CONFLICT(destination, normal_form) DO NOTHING",
+                (str(destination), destination.workspace, query, normal_form, int(in_config), created_by, time.time()),
+            )
+            created = cur.rowcount > 0
+            row = await self._one(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE destination=? AND normal_form=?",
+                (str(destination), normal_form),
+            )
+        return _subscription(row), created
+
+    async def remove_subscription(self, destination: Destination, tag: str) -> SubscriptionRecord | None:
+        """Remove by tag as typed, by normal form, or by number (``#3`` / ``3``) within a destination."""
+        tag = tag.strip()
+        async with self._tx() as db:
+            row = await self._one(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE destination=? AND "
+                "(query=? OR normal_form=? OR lower(query)=lower(?) OR lower(normal_form)=lower(?)) LIMIT 1",
+                (str(destination), tag, tag, tag, tag),
+            )
+            if row is None:
+                return None
+            await db.execute("DELETE FROM subscriptions WHERE id=?", (row[0],))
+        return _subscription(row)
+
+    async def subscriptions(self, destination: Destination | None = None) -> list[SubscriptionRecord]:
+        if destination is None:
+            rows = await self._all(f"SELECT {_SUB_COLS} FROM subscriptions ORDER BY id")
+        else:
+            rows = await self._all(
+                f"SELECT {_SUB_COLS} FROM subscriptions WHERE destination=? ORDER BY id", (str(destination),)
+            )
+        return [_subscription(r) for r in rows]
+
+    async def subscriptions_in_workspace(self, platform: str, workspace: str) -> list[SubscriptionRecord]:
+        rows = await self._all(
+            f"SELECT {_SUB_COLS} FROM subscriptions WHERE workspace=? AND destination LIKE ? ORDER BY id",
+            (workspace, f"{platform}:%"),
+        )
+        return [_subscription(r) for r in rows]
+
+    async def sync_config_subscriptions(self, subs: list[tuple[Destination, str, str]]) -> None:
+        """Make the config's subscriptions present; drop config subscriptions no longer in it."""
+        import time
+
+        now = time.time()
+        keep = {(str(d), nf) for d, _, nf in subs}
+        async with self._tx() as db:
+            for dest, query, nf in subs:
+                await db.execute(
+                    "INSERT INTO subscriptions (destination, workspace, query, normal_form, in_config, created) "
+                    "VALUES (?,?,?,?,1,?) ON CONFLICT(destination, normal_form) DO UPDATE SET in_config=1",
+                    (str(dest), dest.workspace, query, nf, now),
+                )
+            rows = await self._all("SELECT id, destination, normal_form FROM subscriptions WHERE in_config=1")
+            for sid, dest_s, nf in rows:
+                if (dest_s, nf) not in keep:
+                    await db.execute("DELETE FROM subscriptions WHERE id=?", (sid,))
+
+    async def pause_destination(self, destination: Destination, reason: str) -> int:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE subscriptions SET paused_reason=? WHERE destination=?", (reason[:300], str(destination))
+            )
+            return cur.rowcount
+
+    async def resume_destination(self, destination: Destination) -> int:
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE subscriptions SET paused_reason=NULL WHERE destination=?", (str(destination),)
+            )
+            await db.execute(
+                "UPDATE deliveries SET status='pending', next_attempt=0 WHERE destination=? AND status='paused'",
+                (str(destination),),
+            )
+            return cur.rowcount
+
+    # -- outbox ----------------------------------------------------------------------------------
+    async def claim_deliveries(self, now: float, limit: int) -> list[PendingDelivery]:
+        """Claim due pending deliveries (status -> sending), oldest first, with what sending needs.
+
+        PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` in the same statement."""
+        async with self._tx() as db:
+            rows = await self._all(
+                "SELECT d.id, d.destination, d.kind, d.item_id, d.story_id, d.tags, d.attempts, "
+                "i.url, i.title, s.name, i.published, i.summary, i.categories, d.target_delivery_id, "
+                "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of "
+                "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
+                "LEFT JOIN deliveries t ON t.id=d.target_delivery_id "
+                "WHERE d.status='pending' AND d.next_attempt <= ? ORDER BY d.id LIMIT ?",
+                (now, limit),
+            )
+            if not rows:
+                return []
+            ids = [r[0] for r in rows]
+            await db.execute(
+                f"UPDATE deliveries SET status='sending' WHERE id IN ({','.join('?' * len(ids))})", ids
+            )
+            out = []
+            for r in rows:
+                kind = r[2]
+                thread_ref: str | None = None
+                target_ref: str | None = None
+                also: tuple[str, ...] = ()
+                url, title, source, published, summary, categories = r[7], r[8], r[9], r[10], r[11], r[12]
+                if kind == "reply":
+                    thread_ref = r[15]
+                elif kind == "update":
+                    target_ref = r[14]
+                    # the target lives in its own thread (a reply) or is the root (thread None)
+                    thread_ref = r[15] if r[17] == "reply" else None
+                    # show the target's item, listing every copy's outlet
+                    tgt = await self._one(
+                        "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories "
+                        "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
+                        "WHERE d.id=?",
+                        (r[13],),
+                    )
+                    if tgt is not None:
+                        url, title, source, published, summary, categories = tgt[1:7]
+                        names = await self._all(
+                            "SELECT DISTINCT s.name FROM items i JOIN sources s ON s.id=i.source_id "
+                            "WHERE i.duplicate_of=? AND s.name != ? ORDER BY i.id",
+                            (tgt[0], tgt[3]),
+                        )
+                        also = tuple(n[0] for n in names)
+                out.append(
+                    PendingDelivery(
+                        id=r[0],
+                        destination=Destination.parse(r[1]),
+                        kind=kind,
+                        item_id=r[3],
+                        story_id=r[4],
+                        tags=tuple(json.loads(r[5] or "[]")),
+                        attempts=r[6],
+                        url=url,
+                        title=title,
+                        source=source,
+                        published=published,
+                        summary=summary,
+                        categories=tuple(json.loads(categories or "[]")),
+                        thread_ref=thread_ref,
+                        target_ref=target_ref,
+                        target_delivery_id=r[13],
+                        root_state=r[16],
+                        also_reported_by=also,
+                    )
+                )
+            return out
+
+    async def mark_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None, now: float) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, attempts=attempts+1, "
+                "last_error=NULL WHERE id=?",
+                (message_ref, thread_ref, now, delivery_id),
+            )
+
+    async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
+                ("failed" if give_up else "pending", error[:500], next_attempt, delivery_id),
+            )
+
+    async def requeue(self, delivery_id: int, next_attempt: float) -> None:
+        """Put a claimed delivery back without counting an attempt (e.g. its root is not sent yet)."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE deliveries SET status='pending', next_attempt=? WHERE id=?", (next_attempt, delivery_id)
+            )
+
+    async def mark_paused(self, destination: Destination, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE deliveries SET status='paused', last_error=? WHERE destination=? "
+                "AND status IN ('pending','sending')",
+                (error[:500], str(destination)),
+            )
+            await db.execute(
+                "UPDATE subscriptions SET paused_reason=? WHERE destination=?", (error[:300], str(destination))
+            )
+
+    async def promote_to_alert(self, delivery_id: int) -> None:
+        """A reply whose root could not be posted becomes the story's new root in that destination."""
+        async with self._tx() as db:
+            row = await self._one("SELECT destination, story_id FROM deliveries WHERE id=?", (delivery_id,))
+            if row is None:
+                return
+            await db.execute(
+                "UPDATE deliveries SET kind='alert', target_delivery_id=NULL, status='pending' WHERE id=?",
+                (delivery_id,),
+            )
+            await db.execute(
+                "UPDATE threads SET root_delivery_id=? WHERE destination=? AND story_id=?",
+                (delivery_id, row[0], row[1]),
+            )
+            await db.execute(
+                "UPDATE deliveries SET target_delivery_id=? WHERE destination=? AND story_id=? AND kind='reply' "
+                "AND status IN ('pending','sending') AND id != ?",
+                (delivery_id, row[0], row[1], delivery_id),
+            )
+
+    async def release_claims(self) -> int:
+        """At start-up: deliveries left 'sending' by a crash go back to pending."""
+        async with self._tx() as db:
+            cur = await db.execute("UPDATE deliveries SET status='pending' WHERE status='sending'")
+            return cur.rowcount
+
+    async def next_delivery_due(self) -> float | None:
+        row = await self._one("SELECT MIN(next_attempt) FROM deliveries WHERE status='pending'")
+        return row[0] if row and row[0] is not None else None
+
+    async def delivery_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        return {r[0]: r[1] for r in rows}
+
+
+def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _split_sql(sql: str) -> list[str]:
+    """Split a migration file into statements: comments dropped first, then split on semicolons
+    (our migrations keep semicolons out of string literals)."""
+    code = "\n".join(ln.split("--", 1)[0] for ln in sql.splitlines())
+    return [stmt.strip() for stmt in code.split(";") if stmt.strip()]

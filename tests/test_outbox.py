@@ -1,0 +1,190 @@
+"""The outbox: durable delivery with threads, retries, pauses; never twice, never lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot import match
+from bot.app import Core
+from bot.config import config_from_dict
+from bot.models import DeliveryError, Destination, Item, MessageKind, OutgoingMessage, SendResult
+from bot.outbox import backoff_delay
+from bot.store import DeliveryRequest, NewItem
+
+NEWS = Destination.parse("console:#news")
+WORLD = Destination.parse("console:#world")
+
+
+class Recorder:
+    """A platform that records what it was sent and can be told to fail."""
+
+    platform = "console"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingMessage] = []
+        self.fail_with: list[DeliveryError] = []
+
+    async def start(self, commands) -> None: ...
+    async def close(self) -> None: ...
+
+    async def send(self, m: OutgoingMessage) -> SendResult:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        self.sent.append(m)
+        ref = f"m{len(self.sent)}"
+        return SendResult(ref, ref if m.kind is MessageKind.ALERT else m.thread_ref)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def core(tmp_path):
+    c = await Core.open(config_from_dict({
+        "storage": {"path": str(tmp_path / "t.db")},
+        "sources": [{"name": "A", "url": "https://a.example/feed"}, {"name": "B", "url": "https://b.example/feed"}],
+    }))
+    c.outbox.clock = Clock()
+    yield c
+    await c.close()
+
+
+_ids = iter(range(1, 10_000))
+
+
+async def queue(core: Core, guid: str, story: int, dests: list[Destination], source: int = 0,
+                duplicate_of: int | None = None) -> int:
+    src = (await core.store.all_sources())[source]
+    item_id = next(_ids)
+    it = Item(source_name=src.name, guid=guid, url=f"https://{src.name.lower()}.example/{guid}", title=f"Title {guid}",
+              text="Body", published=datetime.now(UTC))
+    new = NewItem(item=it, source_id=src.id, seen=core.outbox.clock(), summary="Body", story_id=story,
+                  story_is_new=duplicate_of is None, item_id=item_id, duplicate_of=duplicate_of,
+                  fts=match.fts_columns(it.title, it.text, src.name))
+    if duplicate_of is not None:
+        new.deliveries.append(DeliveryRequest(None, "copy", original_item_id=duplicate_of))
+    else:
+        new.deliveries.extend(DeliveryRequest(d, "story", tags=("#t",)) for d in dests)
+    await core.store.write_items([new])
+    return item_id
+
+
+async def test_first_item_of_a_story_is_the_root_later_ones_reply_in_its_thread(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    await queue(core, "1", 7, [NEWS, WORLD])
+    await queue(core, "2", 7, [NEWS])
+    await queue(core, "3", 8, [NEWS])
+    await core.deliver_pending()
+    by_dest = [(str(m.destination), m.kind.value, m.story_id) for m in rec.sent]
+    assert sorted(by_dest) == sorted([("console:#news", "alert", 7), ("console:#world", "alert", 7),
+                                      ("console:#news", "reply", 7), ("console:#news", "alert", 8)])
+    root = next(m for m in rec.sent if m.kind is MessageKind.ALERT and m.destination == NEWS and m.story_id == 7)
+    reply = next(m for m in rec.sent if m.kind is MessageKind.REPLY)
+    root_ref = f"m{rec.sent.index(root) + 1}"
+    assert reply.thread_ref == root_ref
+    assert await core.deliver_pending() == 0, "nothing is sent twice"
+
+
+async def test_a_copy_updates_every_message_made_for_its_original(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    original = await queue(core, "1", 3, [NEWS, WORLD])
+    await core.deliver_pending()
+    await queue(core, "copy", 3, [], source=1, duplicate_of=original)
+    await core.deliver_pending()
+    updates = [m for m in rec.sent if m.kind is MessageKind.UPDATE]
+    assert {str(m.destination) for m in updates} == {"console:#news", "console:#world"}
+    assert all(m.also_reported_by == ("B",) and m.source == "A" and m.title == "Title 1" for m in updates)
+    assert {m.target_ref for m in updates} == {"m1", "m2"}
+    await queue(core, "copy-again", 3, [], source=1, duplicate_of=original)
+    await core.deliver_pending()
+    assert len([m for m in rec.sent if m.kind is MessageKind.UPDATE]) == 2, "an outlet is listed once"
+
+
+async def test_failures_are_retried_with_backoff_and_order_is_kept(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    rec.fail_with = [DeliveryError("server error")]
+    await queue(core, "1", 1, [NEWS])
+    await queue(core, "2", 1, [NEWS])
+    await core.deliver_pending()
+    assert rec.sent == [], "the reply waits for its root"
+    core.outbox.clock.t += 3
+    await core.deliver_pending()
+    assert rec.sent == [], "not before the backoff has passed"
+    core.outbox.clock.t += 10
+    await core.deliver_pending()
+    assert [m.kind for m in rec.sent] == [MessageKind.ALERT, MessageKind.REPLY]
+
+
+async def test_retry_after_is_honoured(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    rec.fail_with = [DeliveryError("rate limited", retry_after=30)]
+    await queue(core, "1", 1, [NEWS])
+    await core.deliver_pending()
+    core.outbox.clock.t += 29
+    await core.deliver_pending()
+    assert rec.sent == []
+    core.outbox.clock.t += 2
+    await core.deliver_pending()
+    assert len(rec.sent) == 1
+
+
+async def test_a_gone_channel_pauses_its_subscriptions(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    await core.store.add_subscription(NEWS, "x", "x", "u")
+    rec.fail_with = [DeliveryError("channel_not_found", pause=True)]
+    await queue(core, "1", 1, [NEWS])
+    await core.deliver_pending()
+    [sub] = await core.store.subscriptions(NEWS)
+    assert sub.paused_reason == "channel_not_found"
+    assert (await core.store.delivery_counts()).get("paused") == 1
+    core.outbox.clock.t += 10_000
+    await core.deliver_pending()
+    assert rec.sent == [], "a paused destination is not retried forever"
+
+
+async def test_bad_credentials_stop_the_platform_without_losing_anything(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    rec.fail_with = [DeliveryError("invalid_auth", fatal=True)]
+    await queue(core, "1", 1, [NEWS])
+    await core.deliver_pending()
+    assert "console" in core.outbox.stopped_platforms
+    assert (await core.store.delivery_counts()).get("pending") == 1
+    core.register_adapter(rec)  # e.g. restarted with a fixed token
+    core.outbox.clock.t += 120
+    await core.deliver_pending()
+    assert len(rec.sent) == 1
+
+
+async def test_a_reply_whose_root_failed_for_good_becomes_the_root(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    core.outbox.max_attempts = 1
+    rec.fail_with = [DeliveryError("message too weird")]
+    await queue(core, "1", 1, [NEWS])
+    await queue(core, "2", 1, [NEWS])
+    for _ in range(3):
+        await core.deliver_pending()
+        core.outbox.clock.t += 5
+    assert [m.kind for m in rec.sent] == [MessageKind.ALERT]
+    assert rec.sent[0].title == "Title 2"
+
+
+def test_backoff_grows_and_is_capped():
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(n, rng=rng) for n in range(12)]
+    assert delays[0] < 10 < delays[3] and max(delays) <= 3600 * 1.2
