@@ -102,6 +102,8 @@ class CommandService:
         sub, created = await self.store.add_subscription(
             command.destination, text, query.normal_form, command.user
         )
+        paused = [s.paused_reason for s in await self.store.subscriptions(command.destination) if s.paused_reason]
+        resumed = await self.store.resume_destination(command.destination) if paused else 0
         if self._subs_changed is not None:
             await self._subs_changed()
         stories = await self._stories(query, PREVIEW, self._workspace(command))
@@ -109,6 +111,8 @@ class CommandService:
             head = f"Subscribed {command.destination.channel} to: {query.normal_form}"
         else:
             head = f"{command.destination.channel} already follows: {sub.normal_form}"
+        if resumed:
+            head += f"\nDelivery to {command.destination.channel} was paused ({paused[0]}); it is resumed."
         tail = (
             "Newest matching stories already in the archive:" if stories
             else "Nothing in the archive matches yet; new stories will be posted here as they appear."

@@ -134,6 +134,7 @@ class SubscriptionConfig(_Section):
 class SlackConfig(_Section):
     enabled: bool = False
     mode: Literal["socket", "http"] = "socket"
+    http_host: str = "0.0.0.0"
     http_port: int = Field(default=3000, ge=1, le=65535)
     api_base_url: str = "https://slack.com/api/"
     bot_token_env: str = "SLACK_BOT_TOKEN"

@@ -152,6 +152,14 @@ async def test_a_gone_channel_pauses_its_subscriptions(core):
     core.outbox.clock.t += 10_000
     await core.deliver_pending()
     assert rec.sent == [], "a paused destination is not retried forever"
+    # someone fixes the channel and subscribes there again: delivery resumes with what was held back
+    from bot.models import Command
+
+    reply = await core.commands.handle(Command("subscribe", "y", NEWS))
+    assert "resumed" in reply.text
+    await core.deliver_pending()
+    assert len(rec.sent) == 1
+    assert all(s.paused_reason is None for s in await core.store.subscriptions(NEWS))
 
 
 async def test_bad_credentials_stop_the_platform_without_losing_anything(core):

@@ -705,7 +705,7 @@ class SQLiteStore:
             rows = await self._all(
                 "SELECT d.id, d.destination, d.kind, d.item_id, d.story_id, d.tags, d.attempts, "
                 "i.url, i.title, s.name, i.published, i.summary, i.categories, d.target_delivery_id, "
-                "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of "
+                "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of, t.tags "
                 "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
                 "LEFT JOIN deliveries t ON t.id=d.target_delivery_id "
                 "WHERE d.status='pending' AND d.next_attempt <= ? ORDER BY d.id LIMIT ?",
@@ -720,6 +720,7 @@ class SQLiteStore:
             out = []
             for r in rows:
                 kind = r[2]
+                tags = tuple(json.loads(r[5] or "[]"))
                 thread_ref: str | None = None
                 target_ref: str | None = None
                 also: tuple[str, ...] = ()
@@ -728,6 +729,7 @@ class SQLiteStore:
                     thread_ref = r[15]
                 elif kind == "update":
                     target_ref = r[14]
+                    tags = tuple(json.loads(r[19] or "[]"))  # the edited message keeps its tags
                     # the target lives in its own thread (a reply) or is the root (thread None)
                     thread_ref = r[15] if r[17] == "reply" else None
                     # show the target's item, listing every copy's outlet
@@ -752,7 +754,7 @@ class SQLiteStore:
                         kind=kind,
                         item_id=r[3],
                         story_id=r[4],
-                        tags=tuple(json.loads(r[5] or "[]")),
+                        tags=tags,
                         attempts=r[6],
                         url=url,
                         title=title,
