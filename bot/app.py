@@ -116,6 +116,7 @@ class Tagwire:
         for a in adapters:
             core.register_adapter(a)
         self._stop = asyncio.Event()
+        self._started = False
 
     @classmethod
     async def create(
@@ -131,8 +132,23 @@ class Tagwire:
         fetcher = Fetcher(config.fetch, policy=policy)
         return cls(core, fetcher, adapters)
 
+    async def start_adapters(self) -> None:
+        """Connect every adapter. One that cannot start (bad token, unreachable API) is stopped with a
+        clear log line; its deliveries stay queued and the other platforms go on."""
+        if self._started:
+            return
+        self._started = True
+        for a in self.adapters:
+            try:
+                await a.start(self.core.commands)
+            except Exception as e:
+                self.core.outbox.stopped_platforms[a.platform] = str(e)
+                log.error("adapter could not start; its alerts stay queued",
+                          extra={"platform": a.platform, "error": str(e)})
+
     async def run_once(self) -> list[PollOutcome]:
         """Poll every source once, deliver everything pending, return."""
+        await self.start_adapters()
         outcomes = await self.scheduler.poll_all_once()
         await self.core.deliver_pending()
         return outcomes
@@ -143,8 +159,7 @@ class Tagwire:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
-        for a in self.adapters:
-            await a.start(self.core.commands)
+        await self.start_adapters()
         self.scheduler.start()
         outbox = asyncio.create_task(self.core.outbox.run_forever(self._stop))
         housekeeping = asyncio.create_task(self._housekeeping())

@@ -179,6 +179,12 @@ async def run_demo(speed: float = 1.0, jsonl: str | None = None, out: object = N
         say("The first fetch of each feed is a baseline (stored, searchable, not posted). Watch:\n\n")
         runner = asyncio.create_task(app.run())
         try:
+            # the timeline starts once every feed has had its baseline fetch
+            for _ in range(200):
+                if all(s.baseline_done for s in await app.core.store.all_sources()):
+                    break
+                await asyncio.sleep(0.05)
+            feeds.start = datetime.now(UTC)
             for it in sorted((i for i in ITEMS if i.at >= 0), key=lambda i: i.at):
                 delay = it.at / speed - feeds.elapsed() / speed
                 if delay > 0:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -94,7 +95,7 @@ class Scheduler:
         self._aps = AsyncIOScheduler(timezone="UTC")
         self._aps.add_job(
             self.dispatch, "interval", seconds=self.tick, id="dispatch", max_instances=1, coalesce=True,
-            misfire_grace_time=None,
+            misfire_grace_time=None, next_run_time=datetime.now(UTC),
         )
         self._aps.start()
 
