@@ -147,8 +147,7 @@ class Tagwire:
                           extra={"platform": a.platform, "error": str(e)})
 
     async def run_once(self) -> list[PollOutcome]:
-        """Poll every source once, deliver everything pending, return."""
-        await self.start_adapters()
+        """Poll every source once, deliver everything pending, return (adapters: see start_adapters)."""
         outcomes = await self.scheduler.poll_all_once()
         await self.core.deliver_pending()
         return outcomes

@@ -145,6 +145,7 @@ async def _run(config: Config, *, once: bool) -> int:
     app = await Tagwire.create(config)
     try:
         if once:
+            await app.start_adapters()
             outcomes = await app.run_once()
             failed = [o for o in outcomes if not o.ok]
             for o in failed:
