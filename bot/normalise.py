@@ -597,6 +597,18 @@ def normalise_with_origin(
     return item, origin
 
 
+def entry_guid(entry: RawEntry, feed_url: str) -> str | None:
+    """The guid `normalise_with_origin` gives this entry, if it is known without normalising it
+    (from the entry's id, else from its link); None when only normalising can tell."""
+    guid = entry.id
+    if guid:
+        if len(guid) > MAX_GUID_CHARS:
+            return "sha256:" + hashlib.sha256(guid.encode("utf-8", "replace")).hexdigest()
+        return guid
+    original_url = _absolute_http(entry.link, feed_url)
+    return canonical_url(original_url) if original_url else None
+
+
 def _body_text(entry: RawEntry) -> tuple[str, str | None]:
     """The cleaned body (content if longer than the summary) and the origin it credits."""
     raw_summary = html_to_text(entry.summary[:MAX_MARKUP_CHARS]) if entry.summary else ""

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from bot import dedupe, match, story
 from bot.config import Config
 from bot.models import Destination, Item
-from bot.normalise import normalise_with_origin
-from bot.parse import parse_feed
+from bot.normalise import entry_guid, normalise_with_origin
+from bot.parse import ParsedFeed, RawEntry, parse_feed
 from bot.store import DeliveryRequest, NewItem, SourceRecord, SubscriptionRecord
 from bot.store.sqlite import SQLiteStore
 from bot.summarise import summarise
@@ -45,10 +45,25 @@ def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, sour
                         now: datetime) -> ParsedBatch:
     """Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
     feed = parse_feed(body, url=url, content_type=content_type)
+    return normalise_entries(feed.entries, url=url, source_name=source_name, now=now,
+                             ttl=float(feed.ttl) if feed.ttl else None)
+
+
+def parse_with_guids(body: bytes, *, url: str, content_type: str | None) -> tuple[ParsedFeed, list[str | None]]:
+    """Parse, and say each entry's guid where it is known without normalising (see `entry_guid`).
+
+    Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
+    feed = parse_feed(body, url=url, content_type=content_type)
+    return feed, [entry_guid(e, url) for e in feed.entries]
+
+
+def normalise_entries(entries: Iterable[RawEntry], *, url: str, source_name: str, now: datetime,
+                      ttl: float | None) -> ParsedBatch:
+    """Normalise entries into unique items (the first of a guid wins). Pure and CPU-bound."""
     items: list[Item] = []
     hints: dict[str, str] = {}
     seen: set[str] = set()
-    for entry in feed.entries:
+    for entry in entries:
         normalised = normalise_with_origin(entry, source_name=source_name, feed_url=url, now=now)
         if normalised is None or normalised[0].guid in seen:
             continue
@@ -57,7 +72,7 @@ def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, sour
         items.append(item)
         if hint:
             hints[item.guid] = hint
-    return ParsedBatch(items=items, hints=hints, ttl=float(feed.ttl) if feed.ttl else None)
+    return ParsedBatch(items=items, hints=hints, ttl=ttl)
 
 
 @dataclass(slots=True)
@@ -275,9 +290,9 @@ class Pipeline:
                 continue
             ts = it.published if it.published is not None else it.seen
             judge.stories.add(it.story_id, it.title, it.text[:LEAD_CHARS], ts)
-        for it in await self.store.recent_items(retention_start):
-            if it.story_id is not None:
-                judge.remember(it.id, it.story_id, it.seen)
+        # only what the map keeps (ids, not whole items: a large store holds millions within retention)
+        for item_id, story_id, seen in await self.store.item_stories_since(retention_start, judge.max_item_story):
+            judge.remember(item_id, story_id, seen)
         self.judge = judge
         await self.refresh_subscriptions()
 
@@ -302,13 +317,25 @@ class Pipeline:
     async def process(self, source: SourceRecord, body: bytes, *, url: str, content_type: str | None) -> ProcessResult:
         loop = asyncio.get_running_loop()
         now_dt = datetime.now(UTC)
-        batch = await loop.run_in_executor(
-            self._parse_threads,
-            lambda: parse_and_normalise(
-                body, url=url, content_type=content_type, source_name=source.name, now=now_dt
-            ),
+        feed, guids = await loop.run_in_executor(
+            self._parse_threads, lambda: parse_with_guids(body, url=url, content_type=content_type)
         )
-        result = ProcessResult(items_in_feed=len(batch.items), new_items=0, ttl=batch.ttl)
+        ttl = float(feed.ttl) if feed.ttl else None
+        # Entries this source already gave us are dropped below anyway: skip normalising them (most
+        # of a changed feed). One poll per source is in flight at a time, so this is race-free;
+        # the check under the lock stays authoritative.
+        stored: set[str] = set()
+        wanted = {g for g in guids if g is not None}
+        if wanted:
+            stored, _ = await self.store.known_items(source.id, list(wanted), [])
+        entries = [e for e, g in zip(feed.entries, guids, strict=True) if g is None or g not in stored]
+        batch = ParsedBatch(items=[], hints={}, ttl=ttl)
+        if entries:
+            batch = await loop.run_in_executor(
+                self._parse_threads,
+                lambda: normalise_entries(entries, url=url, source_name=source.name, now=now_dt, ttl=ttl),
+            )
+        result = ProcessResult(items_in_feed=len(batch.items) + len(stored), new_items=0, ttl=batch.ttl)
         if not batch.items:
             return result
         judge = self._require_judge()

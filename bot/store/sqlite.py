@@ -172,13 +172,21 @@ class SQLiteStore:
             else:
                 await self.db.execute("COMMIT")
 
+    # Each aiosqlite call is a round trip to its thread, and under load (parsing threads holding
+    # the GIL) every round trip costs a thread switch: reads take one round trip, not three
+    # (execute, fetch, close), and a write of one statement is its own transaction (autocommit)
+    # instead of BEGIN / statement / COMMIT. Callers of `_one` expect at most a row or two.
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+        return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self.db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        rows = await self.db.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
+
+    async def _write1(self, sql: str, params: Iterable[Any]) -> None:
+        """One write statement, atomic on its own, under the single-writer lock."""
+        async with self._write_lock:
+            await self.db.execute(sql, tuple(params))
 
     # -- sources ---------------------------------------------------------------------------------
     async def sync_config_sources(self, sources: list[tuple[str, str, float | None]]) -> None:
@@ -305,8 +313,7 @@ class SQLiteStore:
         return [_source(r) for r in rows]
 
     async def postpone_source(self, source_id: int, next_poll: float) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
+        await self._write1("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
 
     async def record_poll_success(
         self,
@@ -319,23 +326,21 @@ class SQLiteStore:
         body_hash: str | None,
         baseline_done: bool,
     ) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE sources SET state='ok', last_poll=?, last_success=?, next_poll=?, "
-                "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
-                "baseline_done=MAX(baseline_done, ?) WHERE id=?",
-                (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done), source_id),
-            )
+        await self._write1(
+            "UPDATE sources SET state='ok', last_poll=?, last_success=?, next_poll=?, "
+            "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
+            "baseline_done=MAX(baseline_done, ?) WHERE id=?",
+            (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done), source_id),
+        )
 
     async def record_poll_failure(
         self, source_id: int, *, now: float, next_poll: float, error: str, failing: bool
     ) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE sources SET last_poll=?, next_poll=?, consecutive_failures=consecutive_failures+1, "
-                "last_error=?, state=CASE WHEN ? THEN 'failing' ELSE state END WHERE id=?",
-                (now, next_poll, error[:500], int(failing), source_id),
-            )
+        await self._write1(
+            "UPDATE sources SET last_poll=?, next_poll=?, consecutive_failures=consecutive_failures+1, "
+            "last_error=?, state=CASE WHEN ? THEN 'failing' ELSE state END WHERE id=?",
+            (now, next_poll, error[:500], int(failing), source_id),
+        )
 
     # -- items -----------------------------------------------------------------------------------
     async def known_items(
@@ -420,42 +425,51 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO fingerprints (item_id, created, data) VALUES (?,?,?)",
                 (item_id, new.seen, new.fingerprint),
             )
-        for destination, decision, detail in new.decisions:
-            await db.execute(
-                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
-                (item_id, destination, new.seen, decision, detail),
+        # Rows of one kind go in one round trip (executemany): an item matching many channels has
+        # many decisions and deliveries, and each aiosqlite call is a trip to its thread.
+        await db.executemany(
+            "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
+            [(item_id, destination, new.seen, decision, detail) for destination, decision, detail in new.decisions],
+        )
+        story_dests = [str(r.destination) if r.destination else "" for r in new.deliveries if r.kind == "story"]
+        roots: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(story_dests)), 400):
+            rows = await self._all(
+                "SELECT destination, root_delivery_id FROM threads WHERE story_id=? AND destination IN "
+                f"({','.join('?' * len(chunk))})",
+                (new.story_id, *chunk),
             )
+            roots.update((d, r) for d, r in rows)
+        queued: list[tuple[int, str, float, str, str]] = []
         for req in new.deliveries:
             dest = str(req.destination) if req.destination else ""
             tags = json.dumps(list(req.tags), ensure_ascii=False)
             if req.kind == "story":
-                thread = await self._one(
-                    "SELECT root_delivery_id FROM threads WHERE destination=? AND story_id=?",
-                    (dest, new.story_id),
-                )
-                kind = "reply" if thread else "alert"
+                root = roots.get(dest)
+                kind = "reply" if root is not None else "alert"
                 cur = await db.execute(
                     "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
                     "target_delivery_id, next_attempt, created) VALUES (?,?,?,?,?,?,?,?)",
-                    (dest, item_id, new.story_id, kind, tags, thread[0] if thread else None, 0, new.seen),
+                    (dest, item_id, new.story_id, kind, tags, root, 0, new.seen),
                 )
                 if kind == "alert" and cur.rowcount:
                     await db.execute(
                         "INSERT INTO threads (destination, story_id, root_delivery_id) VALUES (?,?,?)",
                         (dest, new.story_id, cur.lastrowid),
                     )
-                await db.execute(
-                    "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
-                    (
-                        item_id,
-                        dest,
-                        new.seen,
-                        f"queued as {'thread reply' if thread else 'root alert'}",
-                        f"story {new.story_id}",
-                    ),
-                )
+                queued.append((
+                    item_id,
+                    dest,
+                    new.seen,
+                    f"queued as {'thread reply' if root is not None else 'root alert'}",
+                    f"story {new.story_id}",
+                ))
             elif req.kind == "copy" and req.original_item_id is not None:
                 await self._queue_updates(db, new, item_id, req.original_item_id, tags)
+        if queued:  # an item has story deliveries or a copy's updates, never both: order is kept
+            await db.executemany(
+                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)", queued
+            )
 
     async def _queue_updates(
         self, db: aiosqlite.Connection, new: NewItem, item_id: int, original_id: int, tags: str
@@ -507,6 +521,16 @@ class SQLiteStore:
             (since,),
         )
         return [_item(r) for r in rows]
+
+    async def item_stories_since(self, since: float, limit: int) -> list[tuple[int, int, float]]:
+        """(item id, story id, seen) of the newest ``limit`` items seen since ``since`` that have a
+        story, oldest first."""
+        rows = await self._all(
+            "SELECT id, story_id, seen FROM items WHERE seen >= ? AND story_id IS NOT NULL "
+            "ORDER BY id DESC LIMIT ?",
+            (since, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in reversed(rows)]
 
     async def fingerprints_since(self, since: float) -> list[tuple[int, float, bytes]]:
         rows = await self._all(
@@ -772,26 +796,23 @@ class SQLiteStore:
             return out
 
     async def mark_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None, now: float) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, attempts=attempts+1, "
-                "last_error=NULL WHERE id=?",
-                (message_ref, thread_ref, now, delivery_id),
-            )
+        await self._write1(
+            "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, attempts=attempts+1, "
+            "last_error=NULL WHERE id=?",
+            (message_ref, thread_ref, now, delivery_id),
+        )
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
-                ("failed" if give_up else "pending", error[:500], next_attempt, delivery_id),
-            )
+        await self._write1(
+            "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
+            ("failed" if give_up else "pending", error[:500], next_attempt, delivery_id),
+        )
 
     async def requeue(self, delivery_id: int, next_attempt: float) -> None:
         """Put a claimed delivery back without counting an attempt (e.g. its root is not sent yet)."""
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE deliveries SET status='pending', next_attempt=? WHERE id=?", (next_attempt, delivery_id)
-            )
+        await self._write1(
+            "UPDATE deliveries SET status='pending', next_attempt=? WHERE id=?", (next_attempt, delivery_id)
+        )
 
     async def mark_paused(self, destination: Destination, error: str) -> None:
         async with self._tx() as db:
