@@ -14,15 +14,11 @@ from typing import Any
 
 import pytest
 
+import bot.app as app_module
+import bot.config as config_module
 from adapters.discord import DiscordAdapter
 from tests.discord_standin import EPHEMERAL, DiscordStandIn, Recorded
 from tests.feedserver import Entry, FeedServer
-
-# The core lands in parallel with this adapter: skip (not fail) while any of its modules is missing.
-app_module = pytest.importorskip(
-    "bot.app", reason="the core (bot.app and its stages) is not complete yet", exc_type=ImportError
-)
-config_module = pytest.importorskip("bot.config", exc_type=ImportError)
 
 MANAGE_GUILD = 1 << 5
 

@@ -20,7 +20,7 @@ from bot.normalise import (
 )
 from bot.parse import RawEntry, parse_feed
 
-FEEDS = Path("/work/shared/data/feeds")
+FEEDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeds"
 NOW = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 # A news article body as a CMS puts it into <content:encoded>: figure, ads, captions, footers.

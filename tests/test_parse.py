@@ -8,7 +8,7 @@ import pytest
 
 from bot.parse import FeedParseError, ParsedFeed, RawEntry, parse_feed
 
-FEEDS = Path("/work/shared/data/feeds")
+FEEDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "feeds"
 FEED_FILES = sorted(FEEDS.glob("*.xml"))
 
 

@@ -11,14 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+import bot.app as app_module
 from adapters.slack import SlackAdapter, SlackTuning
 from bot.config import SlackConfig, config_from_dict
 from tests.feedserver import Entry, FeedServer
 from tests.slack_standin import SlackStandIn, form_body, signed_headers, slash_command_form
-
-app_module = pytest.importorskip(
-    "bot.app", reason="the core (bot.app and the stages it imports) is not all there yet", exc_type=ImportError
-)
 
 STORY = (
     "Liu Zhongyi, the port authority chair, announced on Tuesday that the eastern container terminal will close "

@@ -21,7 +21,6 @@ DEV = STORIES / "uci-news-dev.csv"
 HOUR = 3600.0
 DAY = 24 * HOUR
 
-needs_data = pytest.mark.skipif(not DEV.exists(), reason="shared story data not available")
 
 # One event, three outlets, three wordings.
 SPYWARE = [
@@ -103,7 +102,6 @@ def test_same_event_from_different_outlets_joins_one_story(warm: bool) -> None:
         assert (joined.story_id, joined.is_new) == (first.story_id, False), item[0]
 
 
-@needs_data
 def test_different_stories_on_the_same_company_stay_apart() -> None:
     """Both mention Apple and the iPhone, within the hour: still two stories, two alerts."""
     clusterer = StoryClusterer()
@@ -242,7 +240,6 @@ def test_state_stays_bounded_over_a_long_stream() -> None:
 # -- determinism and rebuild ------------------------------------------------------------------------
 
 
-@needs_data
 def test_replaying_the_window_at_startup_rebuilds_the_same_decisions() -> None:
     rows = read_rows(DEV)[:1200]
     live = StoryClusterer()
@@ -254,7 +251,6 @@ def test_replaying_the_window_at_startup_rebuilds_the_same_decisions() -> None:
         assert restarted.assign(row.title, "", row.timestamp) == live.assign(row.title, "", row.timestamp)
 
 
-@needs_data
 def test_the_same_stream_gives_the_same_stories_in_every_process(tmp_path: Path) -> None:
     """Hash randomisation must not change any decision: run the benchmark under two hash seeds."""
     outputs = []
@@ -312,7 +308,6 @@ def test_bcubed_refuses_mismatched_inputs() -> None:
         bcubed(["a", "b"], [1, 2, 3])
 
 
-@needs_data
 def test_dev_file_end_to_end_scores_what_bench_readme_reports(tmp_path: Path, capsys) -> None:
     """Regression guard on the tuned file: measured B-cubed F1 0.925 (bench/README.md)."""
     out = tmp_path / "dev.csv"
