@@ -173,6 +173,7 @@ class Judge:
                 story_id=0,
                 story_is_new=False,
                 item_id=item_id,
+                origin=batch.hints.get(item.guid, ""),
                 fts=match.fts_columns(item.title, item.text, item.source_name),
             )
             stats.new += 1

@@ -136,3 +136,26 @@ async def test_guid_churn_and_resurfacing_items_do_not_alert_again(tmp_path, ser
         assert any("duplicate" in line for line in reply.lines)
     finally:
         await app.close()
+
+
+async def test_when_the_credited_original_arrives_the_alert_shows_it(tmp_path, server):  # noqa: F811
+    """A reprint that names its origin is posted first; when the origin's own article arrives, the alert
+    is edited to show the original and list the reprint as 'also reported by'."""
+    wire, digest = server.feed("w", "Island Wire"), server.feed("y", "Daily Digest")
+    app, _ = await open_app(make_config(tmp_path, server, ["w", "y"], [("console:#asia", "Sulawesi")]))
+    try:
+        await app.run_once()
+        digest.entries.append(Entry("y1", "Strong earthquake hits off Sulawesi, agency says", QUAKE_SYNDICATED,
+                                    published=ago(20)))
+        await app.run_once()
+        wire.entries.append(Entry("w1", "Magnitude 6.4 earthquake strikes off Sulawesi, no tsunami threat",
+                                  QUAKE_WIRE, published=ago(25)))
+        await app.run_once()
+        alert, update = events(tmp_path)
+        assert alert["type"] == "alert" and alert["source"] == "Daily Digest"
+        assert update["type"] == "update" and update["message_id"] == alert["message_id"]
+        assert update["source"] == "Island Wire" and update["url"] == server.url("articles/w1")
+        assert update["title"].startswith("Magnitude 6.4 earthquake")
+        assert update["also_reported_by"] == ["Daily Digest"]
+    finally:
+        await app.close()

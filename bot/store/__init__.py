@@ -71,6 +71,7 @@ class NewItem:
     story_id: int
     story_is_new: bool
     duplicate_of: int | None = None
+    origin: str = ""  # the outlet the item credits as its origin, if it names one
     fingerprint: bytes | None = None
     fts: tuple[str, str, str] = ("", "", "")
     deliveries: list[DeliveryRequest] = field(default_factory=list)

@@ -386,7 +386,7 @@ class SQLiteStore:
         published = it.published.timestamp() if it.published else None
         cur = await db.execute(
             "INSERT INTO items (id, source_id, guid, url, title, text, summary, published, seen, categories, "
-            "author, story_id, duplicate_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "author, story_id, duplicate_of, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT(source_id, guid) DO NOTHING",
             (
                 new.item_id,
@@ -402,6 +402,7 @@ class SQLiteStore:
                 it.author,
                 new.story_id,
                 new.duplicate_of,
+                new.origin,
             ),
         )
         if cur.rowcount == 0:  # raced with an identical insert: nothing new
@@ -757,20 +758,9 @@ class SQLiteStore:
                     # the target lives in its own thread (a reply) or is the root (thread None)
                     thread_ref = r[15] if r[17] == "reply" else None
                     # show the target's item, listing every copy's outlet
-                    tgt = await self._one(
-                        "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories "
-                        "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
-                        "WHERE d.id=?",
-                        (r[13],),
-                    )
-                    if tgt is not None:
-                        url, title, source, published, summary, categories = tgt[1:7]
-                        names = await self._all(
-                            "SELECT DISTINCT s.name FROM items i JOIN sources s ON s.id=i.source_id "
-                            "WHERE i.duplicate_of=? AND s.name != ? ORDER BY i.id",
-                            (tgt[0], tgt[3]),
-                        )
-                        also = tuple(n[0] for n in names)
+                    shown = await self._shown_for_update(r[13])
+                    if shown is not None:
+                        url, title, source, published, summary, categories, also = shown
                 out.append(
                     PendingDelivery(
                         id=r[0],
@@ -794,6 +784,38 @@ class SQLiteStore:
                     )
                 )
             return out
+
+    async def _shown_for_update(
+        self, target_delivery_id: int
+    ) -> tuple[str, str, str, float | None, str, str, tuple[str, ...]] | None:
+        """What an edited message shows: the item first posted, listing every outlet that copied it.
+
+        If that item credits another outlet as its origin ("originally appeared in X") and X's own
+        copy has since arrived, the message shows X's original instead and lists the reprint."""
+        tgt = await self._one(
+            "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories, i.origin "
+            "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id WHERE d.id=?",
+            (target_delivery_id,),
+        )
+        if tgt is None:
+            return None
+        copies = await self._all(
+            "SELECT i.url, i.title, s.name, i.published, i.summary, i.categories FROM items i "
+            "JOIN sources s ON s.id=i.source_id WHERE i.duplicate_of=? ORDER BY i.id",
+            (tgt[0],),
+        )
+        shown = tuple(tgt[1:7])
+        origin = (tgt[7] or "").casefold()
+        if origin:
+            for c in copies:
+                if _same_outlet(c[2], origin):
+                    shown = tuple(c)
+                    break
+        names: list[str] = []
+        for name in [tgt[3], *(c[2] for c in copies)]:
+            if name != shown[2] and name not in names:
+                names.append(name)
+        return (*shown, tuple(names))  # type: ignore[return-value]
 
     async def mark_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None, now: float) -> None:
         await self._write1(
@@ -858,6 +880,15 @@ class SQLiteStore:
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {r[0]: r[1] for r in rows}
+
+
+def _same_outlet(source_name: str, origin: str) -> bool:
+    """Does a source's name denote the outlet an item credits ("SCMP" vs "South China Morning Post")?"""
+    name = source_name.casefold().strip()
+    origin = origin.casefold().strip()
+    if not name or not origin:
+        return False
+    return name == origin or origin in name or name in origin
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
