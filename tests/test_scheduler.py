@@ -41,3 +41,46 @@ def test_failures_back_off_exponentially_up_to_a_cap_and_honour_retry_after():
     assert [failure_delay(n, None, cfg) for n in range(1, 8)] == [60, 120, 240, 480, 960, 1920, 3600]
     assert failure_delay(1, 600, cfg) == 600
     assert failure_delay(1, 10**9, cfg) == 3600
+
+
+async def test_one_dispatcher_polls_only_due_sources_and_never_the_same_one_twice_at_once(tmp_path):
+    """The dispatcher reads next_poll from the store: due sources start, others wait; a slow poll
+    is not started again while it is still in flight."""
+    import asyncio
+
+    from bot.app import Tagwire
+    from bot.config import config_from_dict
+    from bot.fetch import FetchResult
+
+    cfg = config_from_dict({
+        "storage": {"path": str(tmp_path / "t.db")},
+        "sources": [{"name": n, "url": f"https://{n}.example/feed"} for n in ("due", "later", "slow")],
+    })
+    app = await Tagwire.create(cfg, adapters=[])
+    fetched: list[str] = []
+    release = asyncio.Event()
+
+    async def fake_fetch(url, **_):  # the network is not what this test is about
+        fetched.append(url)
+        if "slow" in url:
+            await release.wait()
+        return FetchResult(status="not_modified", url=url, body=None, content_type=None, etag=None,
+                           last_modified=None, body_hash="", http_status=304, retry_after=None, max_age=None)
+
+    app.fetcher.fetch = fake_fetch  # type: ignore[method-assign]
+    try:
+        sources = {s.name: s for s in await app.core.store.all_sources()}
+        now = app.scheduler.clock()
+        await app.core.store.postpone_source(sources["later"].id, now + 3600)
+        assert await app.scheduler.dispatch() == 2
+        await asyncio.sleep(0.05)
+        assert sorted(fetched) == ["https://due.example/feed", "https://slow.example/feed"]
+        assert await app.scheduler.dispatch() == 0, "the slow poll is still in flight; due is not due again"
+        release.set()
+        await app.scheduler.wait_idle()
+        after = {s.name: s for s in await app.core.store.all_sources()}
+        assert after["due"].next_poll > now + 60, "next poll goes to the source's slot in its interval"
+        assert after["later"].last_poll is None
+    finally:
+        release.set()
+        await app.close()
