@@ -223,6 +223,8 @@ class CommandService:
         for src, name in listed:
             if src.state == "failing":
                 health = f"failing ({src.consecutive_failures} errors in a row): {src.last_error}"
+            elif src.last_error:
+                health = f"retrying ({src.consecutive_failures} error(s) in a row): {src.last_error}"
             elif src.state == "new":
                 health = "not fetched yet"
             else:

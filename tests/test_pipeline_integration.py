@@ -132,6 +132,9 @@ async def test_a_failing_source_backs_off_is_marked_failing_and_recovers(tmp_pat
             # exponential backoff: 60 s, 120 s, 240 s after the failure
             expected = 60 * 2 ** (attempt - 1)
             assert failing.next_poll - failing.last_poll == pytest.approx(expected, rel=0.01)
+            listing = await app.core.commands.handle(Command("sources", "list", Destination.parse("console:#a")))
+            bad_line = next(line for line in listing.lines if line.startswith("Bad "))
+            assert ("failing" if attempt >= 3 else "retrying") in bad_line and "feed" in bad_line
         bad.raw = None
         bad.status = 500
         await app.run_once()
