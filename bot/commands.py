@@ -7,6 +7,7 @@ guild) only ever sees its own channels' subscriptions and its own (plus the conf
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -180,21 +181,26 @@ class CommandService:
     async def _stories(self, query: match.Query, count: int, workspace: str | None) -> list[StoryView]:
         """Newest stories with an item matching ``query``, deduplicated, each with its sources."""
         candidates = await self.store.search(query.fts_prefilter(), CANDIDATES, workspace)
-        order: list[int] = []
-        for it in candidates:
-            if it.story_id is None or it.story_id in order:
-                continue
-            if query.matches(match.document(it.title, it.text, it.source)):
-                order.append(it.story_id)
-                if len(order) >= count:
-                    break
+
+        def newest_matching_stories() -> list[int]:  # CPU work: run off the event loop
+            order: list[int] = []
+            for it in candidates:
+                if it.story_id is None or it.story_id in order:
+                    continue
+                if query.matches(match.document(it.title, it.text, it.source)):
+                    order.append(it.story_id)
+                    if len(order) >= count:
+                        break
+            return order
+
+        order = await asyncio.to_thread(newest_matching_stories)
         by_story = await self.store.story_items(order)
-        visible_sources = None if workspace is None else await self.store.visible_source_names(workspace)
+        visible = None if workspace is None else await self.store.visible_source_ids(workspace)
         views = []
         for sid in order:
             items = by_story.get(sid, [])
-            if visible_sources is not None:
-                items = [it for it in items if it.source in visible_sources]
+            if visible is not None:
+                items = [it for it in items if it.source_id in visible]
             if not items:
                 continue
             views.append(_story_view(sid, items))
@@ -271,7 +277,8 @@ class CommandService:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return _error("Give the article's URL, e.g. why https://example.com/news/article")
         url = canonical_url(raw)
-        items = await self.store.items_by_url(url)
+        visible = await self.store.visible_source_ids(self._workspace(command))
+        items = [it for it in await self.store.items_by_url(url) if it.source_id in visible]
         if not items:
             return Reply(
                 text=f"Tagwire has not seen {url} in any source's feed. It can only post what its sources "

@@ -247,6 +247,10 @@ class Judge:
             elif new.duplicate_of is not None:
                 new.deliveries.append(DeliveryRequest(destination=None, kind="copy",
                                                       original_item_id=new.duplicate_of))
+                # a channel that never had the story (the original was from a source it cannot see,
+                # or did not match its query) hears of it through this copy
+                for dest, tags in per_destination.items():
+                    new.deliveries.append(DeliveryRequest(destination=dest, kind="story_if_new", tags=tuple(tags)))
             else:
                 for dest, tags in per_destination.items():
                     new.deliveries.append(DeliveryRequest(destination=dest, kind="story", tags=tuple(tags)))
@@ -352,7 +356,15 @@ class Pipeline:
             new_items = await loop.run_in_executor(
                 self._judge_thread, judge.judge, source, batch, known_urls, now, result.stats
             )
-            await self.store.write_items(new_items)
+            try:
+                await self.store.write_items(new_items)
+            except Exception:
+                # the judge already remembered these items (fingerprints, stories, ids): rebuild it
+                # from what is really stored, or the next poll would take them for copies of nothing
+                log.exception("writing items failed; rebuilding the in-memory indexes from the store",
+                              extra={"source": source.name})
+                await self.start()
+                raise
         result.new_items = len(new_items)
         if result.stats.queued or any(n.deliveries for n in new_items):
             if self.on_queued is not None:

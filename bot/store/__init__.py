@@ -52,10 +52,12 @@ class DeliveryRequest:
     from the destination's thread for the story. "copy": the item duplicates ``original_item_id``;
     every message made for the original (in any destination, ``destination`` is None) gets an update
     listing the copy's outlet, unless the copy comes from the original's own source (GUID churn).
+    "story_if_new": like "story", but only if the destination has no thread for the story yet (a copy
+    reaching a channel that never saw the original).
     """
 
     destination: Destination | None
-    kind: str  # story | copy
+    kind: str  # story | story_if_new | copy
     tags: tuple[str, ...] = ()
     original_item_id: int | None = None
 
@@ -116,6 +118,7 @@ class StoredItem:
     story_id: int | None
     duplicate_of: int | None
     categories: tuple[str, ...]
+    source_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

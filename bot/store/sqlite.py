@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -36,7 +38,7 @@ _SOURCE_COLS = (
 )
 _ITEM_COLS = (
     "i.id, s.name, i.url, i.title, i.text, i.summary, i.published, i.seen, i.story_id, "
-    "i.duplicate_of, i.categories"
+    "i.duplicate_of, i.categories, i.source_id"
 )
 
 
@@ -86,6 +88,7 @@ def _item(row: Iterable[Any]) -> StoredItem:
         story_id=r[8],
         duplicate_of=r[9],
         categories=tuple(json.loads(r[10] or "[]")),
+        source_id=r[11],
     )
 
 
@@ -283,11 +286,10 @@ class SQLiteStore:
             )
         return [(_source(r[:16]), r[16]) for r in rows]
 
-    async def visible_source_names(self, workspace: str) -> set[str]:
+    async def visible_source_ids(self, workspace: str) -> set[int]:
+        """The sources a workspace can see: everyone's ('') and its own."""
         rows = await self._all(
-            "SELECT DISTINCT s.name FROM sources s JOIN source_owners o ON o.source_id=s.id "
-            "WHERE o.workspace IN ('', ?)",
-            (workspace,),
+            "SELECT DISTINCT source_id FROM source_owners WHERE workspace IN ('', ?)", (workspace,)
         )
         return {r[0] for r in rows}
 
@@ -367,11 +369,15 @@ class SQLiteStore:
         return known_guids, known_urls
 
     async def next_ids(self) -> tuple[int, int]:
-        """The next free (item id, story id): the single writer allocates ids itself."""
-        item = await self._one("SELECT COALESCE(MAX(id), 0) FROM items")
-        story = await self._one("SELECT MAX(COALESCE((SELECT MAX(id) FROM stories), 0), "
-                                "COALESCE((SELECT MAX(story_id) FROM items), 0))")
-        return int(item[0]) + 1, int(story[0]) + 1
+        """The next free (item id, story id): the single writer allocates ids itself, and never
+        hands out an id twice (the counters remember ids whose rows were deleted since)."""
+        row = await self._one(
+            "SELECT MAX(COALESCE((SELECT value FROM counters WHERE name='item'), 0), "
+            "COALESCE((SELECT MAX(id) FROM items), 0)), "
+            "MAX(COALESCE((SELECT value FROM counters WHERE name='story'), 0), "
+            "COALESCE((SELECT MAX(id) FROM stories), 0), COALESCE((SELECT MAX(story_id) FROM items), 0))"
+        )
+        return int(row[0]) + 1, int(row[1]) + 1
 
     async def write_items(self, batch: list[NewItem]) -> None:
         """Store new items with their stories, fingerprints, decisions and deliveries, atomically."""
@@ -380,6 +386,13 @@ class SQLiteStore:
         async with self._tx() as db:
             for new in batch:
                 await self._write_one(db, new)
+            top_item = max((n.item_id or 0) for n in batch)
+            top_story = max(n.story_id for n in batch)
+            await db.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                [("item", top_item), ("story", top_story)],
+            )
 
     async def _write_one(self, db: aiosqlite.Connection, new: NewItem) -> None:
         it = new.item
@@ -432,7 +445,8 @@ class SQLiteStore:
             "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
             [(item_id, destination, new.seen, decision, detail) for destination, decision, detail in new.decisions],
         )
-        story_dests = [str(r.destination) if r.destination else "" for r in new.deliveries if r.kind == "story"]
+        story_dests = [str(r.destination) if r.destination else "" for r in new.deliveries
+                       if r.kind in ("story", "story_if_new")]
         roots: dict[str, int] = {}
         for chunk in _chunks(sorted(set(story_dests)), 400):
             rows = await self._all(
@@ -445,7 +459,9 @@ class SQLiteStore:
         for req in new.deliveries:
             dest = str(req.destination) if req.destination else ""
             tags = json.dumps(list(req.tags), ensure_ascii=False)
-            if req.kind == "story":
+            if req.kind == "story_if_new" and dest in roots:
+                continue  # the channel has this story already: the copy's update covers it
+            if req.kind in ("story", "story_if_new"):
                 root = roots.get(dest)
                 kind = "reply" if root is not None else "alert"
                 cur = await db.execute(
@@ -467,7 +483,7 @@ class SQLiteStore:
                 ))
             elif req.kind == "copy" and req.original_item_id is not None:
                 await self._queue_updates(db, new, item_id, req.original_item_id, tags)
-        if queued:  # an item has story deliveries or a copy's updates, never both: order is kept
+        if queued:
             await db.executemany(
                 "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)", queued
             )
@@ -492,6 +508,10 @@ class SQLiteStore:
             "AND status != 'failed'",
             (original_id,),
         )
+        # a workspace only ever hears of outlets it can see: no update where the copy's source is private
+        owners = {r[0] for r in await self._all(
+            "SELECT workspace FROM source_owners WHERE source_id=?", (new.source_id,))}
+        targets = [(t, d) for t, d in targets if "" in owners or _workspace_of(d) in owners]
         for target_id, dest in targets:
             await db.execute(
                 "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
@@ -793,16 +813,18 @@ class SQLiteStore:
         If that item credits another outlet as its origin ("originally appeared in X") and X's own
         copy has since arrived, the message shows X's original instead and lists the reprint."""
         tgt = await self._one(
-            "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories, i.origin "
+            "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories, i.origin, d.destination "
             "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id WHERE d.id=?",
             (target_delivery_id,),
         )
         if tgt is None:
             return None
+        # only copies from sources the message's workspace can see
         copies = await self._all(
             "SELECT i.url, i.title, s.name, i.published, i.summary, i.categories FROM items i "
-            "JOIN sources s ON s.id=i.source_id WHERE i.duplicate_of=? ORDER BY i.id",
-            (tgt[0],),
+            "JOIN sources s ON s.id=i.source_id WHERE i.duplicate_of=? AND i.source_id IN "
+            "(SELECT source_id FROM source_owners WHERE workspace IN ('', ?)) ORDER BY i.id",
+            (tgt[0], _workspace_of(tgt[8])),
         )
         shown = tuple(tgt[1:7])
         origin = (tgt[7] or "").casefold()
@@ -881,14 +903,35 @@ class SQLiteStore:
         rows = await self._all("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {r[0]: r[1] for r in rows}
 
+    async def requeue_destination(self, destination: Destination, next_attempt: float) -> int:
+        """Hold every pending or claimed delivery of a destination until ``next_attempt`` (no attempt
+        counted; a later retry time already set is kept). One statement however many rows."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE deliveries SET status='pending', next_attempt=MAX(next_attempt, ?) "
+                "WHERE destination=? AND status IN ('pending','sending')",
+                (next_attempt, str(destination)),
+            )
+            return cur.rowcount
+
+
+def _workspace_of(destination: str) -> str:
+    try:
+        return Destination.parse(destination).workspace
+    except ValueError:
+        return ""
+
 
 def _same_outlet(source_name: str, origin: str) -> bool:
-    """Does a source's name denote the outlet an item credits ("SCMP" vs "South China Morning Post")?"""
-    name = source_name.casefold().strip()
-    origin = origin.casefold().strip()
+    """Does a source's name denote the outlet an item credits? Equal names, or one name standing
+    as whole words inside the other ("Harbour Daily" in "Harbour Daily World"); "AP" is not
+    "Apple Daily"."""
+    name = " ".join(re.findall(r"\w+", source_name.casefold()))
+    origin = " ".join(re.findall(r"\w+", origin.casefold()))
     if not name or not origin:
         return False
-    return name == origin or origin in name or name in origin
+    short, long = sorted((name, origin), key=len)
+    return f" {short} " in f" {long} "
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
@@ -897,7 +940,19 @@ def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
 
 
 def _split_sql(sql: str) -> list[str]:
-    """Split a migration file into statements: comments dropped first, then split on semicolons
-    (our migrations keep semicolons out of string literals)."""
-    code = "\n".join(ln.split("--", 1)[0] for ln in sql.splitlines())
-    return [stmt.strip() for stmt in code.split(";") if stmt.strip()]
+    """Split a migration file into complete statements (triggers' BEGIN … END bodies included),
+    using SQLite's own notion of a complete statement; comment lines are dropped first."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text and sqlite3.complete_statement(text):
+            statements.append(text.rstrip(";").strip())
+            current = []
+    rest = "\n".join(current).strip()
+    if rest:
+        statements.append(rest)
+    return statements
