@@ -51,6 +51,8 @@ class Core:
         self.store = store
         self.outbox = Outbox(store)
         self.pipeline = Pipeline(config, store, on_queued=self.outbox.wake)
+        # a destination the platform says is gone: stop judging items into its subscriptions
+        self.outbox.on_paused = self.pipeline.refresh_subscriptions
         self.commands = CommandService(
             store,
             config,
@@ -167,15 +169,33 @@ class Tagwire:
             await self._stop.wait()
         finally:
             await self.scheduler.stop()
-            outbox.cancel()
             housekeeping.cancel()
+            # the outbox sees the stop event and finishes (and records) the message it is sending;
+            # cancelling it mid-send could post a message without recording it, so post it twice
+            self._stop.set()
+            try:
+                await asyncio.wait_for(outbox, timeout=10)  # cancels it only after the timeout
+            except TimeoutError:
+                log.warning("outbox did not stop in time; cancelled it")
+            except Exception:
+                log.exception("outbox ended with an error")
             await asyncio.gather(outbox, housekeeping, return_exceptions=True)
 
-    async def _housekeeping(self, every: float = 3600.0) -> None:
+    async def _housekeeping(self, every: float = 3600.0, watch: float = 5.0) -> None:
+        """Hourly pruning; and every few seconds, pick up subscriptions and sources that another
+        process (the `tagwire subscribe` / `sources add` CLI) wrote to the same database."""
+        version = await self.core.store.data_version()
+        last_prune = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(watch)
             try:
-                await self.core.pipeline.housekeeping()
+                now_version = await self.core.store.data_version()
+                if now_version != version:
+                    version = now_version
+                    await self.core.pipeline.refresh_subscriptions()
+                if asyncio.get_running_loop().time() - last_prune >= every:
+                    last_prune = asyncio.get_running_loop().time()
+                    await self.core.pipeline.housekeeping()
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -18,10 +18,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -33,6 +34,10 @@ from bot.store.sqlite import SQLiteStore
 log = logging.getLogger("tagwire.outbox")
 
 WAIT_FOR_PARENT = 2.0  # seconds before looking again at a reply whose root is not sent yet
+NO_ADAPTER_WAIT = 30.0  # seconds a destination waits while its platform's adapter is missing or stopped
+FATAL_WAIT = 60.0  # seconds before trying again after the platform refused our credentials
+DB_RETRY_WAIT = 1.0  # seconds before the loop tries again after a database error
+MARK_SENT_TRIES = 5  # recording a posted message is retried this often before giving up for this pass
 
 
 def backoff_delay(attempts: int, base: float = 5.0, cap: float = 3600.0, rng: random.Random | None = None) -> float:
@@ -84,6 +89,7 @@ class Outbox:
         batch: int = 500,
         parallel_destinations: int = 16,
         clock: Callable[[], float] = time.time,
+        on_paused: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.adapters: dict[str, Adapter] = {}
@@ -93,6 +99,11 @@ class Outbox:
         self.clock = clock
         self._parallel = asyncio.Semaphore(parallel_destinations)
         self._wake = asyncio.Event()
+        self._pass = asyncio.Lock()  # passes never overlap: a destination's claimed rows are one pass's
+        # posted but not yet recorded (the database refused): recorded, never re-posted, on the next try
+        self._unrecorded: dict[int, tuple[str, str | None]] = {}
+        self.on_paused = on_paused  # e.g. refresh the judge's paused subscriptions
+        self._stop: asyncio.Event | None = None  # set by run_forever: shutting down, send nothing new
         self.sent = 0
 
     def register(self, adapter: Adapter) -> None:
@@ -105,106 +116,168 @@ class Outbox:
 
     async def run_once(self) -> int:
         """Send everything that is due now (repeating while more becomes due). Returns messages sent."""
-        sent_before = self.sent
-        while True:
-            claimed = await self.store.claim_deliveries(self.clock(), self.batch)
-            if not claimed:
-                break
-            progressed = await self._send_claimed(claimed)
-            if not progressed:
-                break
-        return self.sent - sent_before
+        async with self._pass:
+            sent_before = self.sent
+            while True:
+                if self._stopping():
+                    break
+                claimed = await self.store.claim_deliveries(self.clock(), self.batch)
+                if not claimed:
+                    break
+                progressed = await self._send_claimed(claimed)
+                if not progressed:
+                    break
+            return self.sent - sent_before
 
     async def run_forever(self, stop: asyncio.Event, idle: float = 5.0) -> None:
+        """Deliver until ``stop`` is set. A failing pass (e.g. "database is locked") is logged and
+        tried again shortly; it never ends the loop. A message being sent when ``stop`` is set is
+        finished and recorded first; nothing new is started."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 await self.run_once()
+                due = await self.store.next_delivery_due()
+                timeout = idle if due is None else max(0.05, min(idle, due - self.clock()))
             except Exception:
-                log.exception("outbox pass failed")
-            due = await self.store.next_delivery_due()
-            timeout = idle if due is None else max(0.05, min(idle, due - self.clock()))
+                log.exception("outbox pass failed; trying again shortly")
+                timeout = DB_RETRY_WAIT
             self._wake.clear()
             waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def _send_claimed(self, claimed: list[PendingDelivery]) -> bool:
         groups: dict[str, list[PendingDelivery]] = {}
         for d in claimed:
             groups.setdefault(str(d.destination), []).append(d)
-        results = await asyncio.gather(*(self._send_group(g) for g in groups.values()))
-        return any(results)
+        results = await asyncio.gather(*(self._send_group(g) for g in groups.values()), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                log.error("delivery to a destination failed", exc_info=r)
+        return any(r is True for r in results)
 
     async def _send_group(self, group: list[PendingDelivery]) -> bool:
-        """Send one destination's deliveries in order. Returns True if anything was sent."""
+        """Send one destination's deliveries in order. Returns True if anything was sent.
+
+        Whatever happens, no claimed row is left 'sending': rows not settled go back to pending."""
         progressed = False
         just_sent: dict[int, tuple[str, str | None, str]] = {}  # id -> (message_ref, thread_ref, kind)
+        destination = group[0].destination
+        platform = destination.platform
+        settled = False
         async with self._parallel:
-            for i, d in enumerate(group):
-                d = _resolve(d, just_sent)
-                outcome = await self._send_one(d, just_sent)
-                if outcome == "sent":
-                    progressed = True
-                elif outcome == "stop":
-                    # keep order: everything after a failed message in this destination waits too
-                    for later in group[i + 1 :]:
-                        await self.store.requeue(later.id, self.clock() + WAIT_FOR_PARENT)
-                    break
+            try:
+                for d in group:
+                    if self._stopping():  # shutting down: the rest waits for the next start
+                        await self.store.requeue_destination(destination, self.clock())
+                        settled = True
+                        break
+                    if platform not in self.adapters or platform in self.stopped_platforms:
+                        # the whole destination waits, in one write
+                        await self.store.requeue_destination(destination, self.clock() + NO_ADAPTER_WAIT)
+                        settled = True
+                        break
+                    d = _resolve(d, just_sent)
+                    outcome, hold_until = await self._send_one(d, just_sent)
+                    if outcome == "sent":
+                        progressed = True
+                    elif outcome == "paused":
+                        settled = True  # mark_paused paused the rest of the destination too
+                        break
+                    elif outcome == "stop":
+                        # keep order: everything after this message in the destination waits as long
+                        await self.store.requeue_destination(destination, hold_until)
+                        settled = True
+                        break
+                else:
+                    settled = True
+            finally:
+                if not settled:
+                    with contextlib.suppress(Exception):  # if this fails too, start-up releases claims
+                        await self.store.requeue_destination(destination, self.clock() + WAIT_FOR_PARENT)
         return progressed
 
-    async def _send_one(self, d: PendingDelivery, just_sent: dict[int, tuple[str, str | None, str]]) -> str:
+    async def _send_one(
+        self, d: PendingDelivery, just_sent: dict[int, tuple[str, str | None, str]]
+    ) -> tuple[str, float]:
+        """Settle one claimed delivery. Returns (outcome, hold_until): "sent", "skipped", "paused",
+        or "stop": this delivery and the rest of the destination wait until ``hold_until`` (the
+        caller puts them back in one write)."""
         now = self.clock()
         platform = d.destination.platform
-        adapter = self.adapters.get(platform)
-        if adapter is None or platform in self.stopped_platforms:
-            await self.store.requeue(d.id, now + 30.0)
-            return "stop"
+        adapter = self.adapters[platform]
         if d.kind == "reply" and d.thread_ref is None:
-            if d.root_state == "failed" or d.target_delivery_id is None:
+            # no root any more (failed for good, or its item deleted with its source): become the root
+            if d.root_state in ("failed", None) or d.target_delivery_id is None:
                 await self.store.promote_to_alert(d.id)
-                log.warning("root alert failed; reply promoted to root", extra={"delivery": d.id})
-            else:
-                await self.store.requeue(d.id, now + WAIT_FOR_PARENT)
-            return "stop"
+                log.warning("root alert missing; reply promoted to root", extra={"delivery": d.id})
+            return "stop", now + WAIT_FOR_PARENT
         if d.kind == "update" and d.target_ref is None:
             if d.root_state in ("failed", None):
                 await self.store.mark_retry(d.id, "the message to update was never posted", now, give_up=True)
-                return "skipped"
-            await self.store.requeue(d.id, now + WAIT_FOR_PARENT)
-            return "stop"
+                return "skipped", now
+            return "stop", now + WAIT_FOR_PARENT
         message = to_message(d)
-        try:
-            result = await adapter.send(message)
-        except DeliveryError as e:
-            return await self._failed(d, e)
-        except Exception as e:  # an adapter bug must not lose the delivery
-            log.exception("adapter raised unexpectedly", extra={"delivery": d.id, "platform": platform})
-            return await self._failed(d, DeliveryError(f"{type(e).__name__}: {e}"))
-        thread_ref = result.thread_ref if result.thread_ref is not None else message.thread_ref
-        await self.store.mark_sent(d.id, result.message_ref, thread_ref, self.clock())
-        just_sent[d.id] = (result.message_ref, thread_ref, d.kind)
+        if d.id in self._unrecorded:  # posted earlier, the database refused to record it: record only
+            message_ref, thread_ref = self._unrecorded[d.id]
+        else:
+            try:
+                result = await adapter.send(message)
+            except DeliveryError as e:
+                return await self._failed(d, e)
+            except Exception as e:  # an adapter bug must not lose the delivery
+                log.exception("adapter raised unexpectedly", extra={"delivery": d.id, "platform": platform})
+                return await self._failed(d, DeliveryError(f"{type(e).__name__}: {e}"))
+            message_ref = result.message_ref
+            thread_ref = result.thread_ref if result.thread_ref is not None else message.thread_ref
+            self._unrecorded[d.id] = (message_ref, thread_ref)
+        await self._record_sent(d.id, message_ref, thread_ref)
+        del self._unrecorded[d.id]
+        just_sent[d.id] = (message_ref, thread_ref, d.kind)
         self.sent += 1
         log.info(
             "delivered",
             extra={"delivery": d.id, "kind": d.kind, "destination": str(d.destination), "story": d.story_id},
         )
-        return "sent"
+        return "sent", now
 
-    async def _failed(self, d: PendingDelivery, e: DeliveryError) -> str:
+    async def _record_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None) -> None:
+        """The message is out: record it, retrying a few times (a lost record means a second post)."""
+        for attempt in range(MARK_SENT_TRIES):
+            try:
+                await self.store.mark_sent(delivery_id, message_ref, thread_ref, self.clock())
+                return
+            except Exception:
+                if attempt == MARK_SENT_TRIES - 1:
+                    raise  # kept in _unrecorded: the next pass records it without posting again
+                log.warning("could not record a sent message; retrying", extra={"delivery": delivery_id})
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _failed(self, d: PendingDelivery, e: DeliveryError) -> tuple[str, float]:
         now = self.clock()
         dest = str(d.destination)
         if e.fatal:
             self.stopped_platforms[d.destination.platform] = str(e)
-            await self.store.requeue(d.id, now + 60.0)
             log.error(
                 "adapter stopped: credentials refused", extra={"platform": d.destination.platform, "error": str(e)}
             )
-            return "stop"
+            return "stop", now + FATAL_WAIT
         if e.pause:
             await self.store.mark_paused(d.destination, str(e))
             log.warning("destination paused", extra={"destination": dest, "error": str(e)})
-            return "stop"
+            if self.on_paused is not None:
+                try:
+                    await self.on_paused()  # stop judging items into the paused subscriptions
+                except Exception:
+                    log.exception("could not refresh subscriptions after a pause")
+            return "paused", now
         attempts = d.attempts + 1
         give_up = attempts >= self.max_attempts
         delay = e.retry_after if e.retry_after is not None else backoff_delay(attempts - 1)
@@ -213,4 +286,4 @@ class Outbox:
             "delivery failed" + ("; giving up" if give_up else "; will retry"),
             extra={"delivery": d.id, "destination": dest, "error": str(e), "retry_in": round(delay, 1)},
         )
-        return "skipped" if give_up else "stop"
+        return ("skipped", now) if give_up else ("stop", now + delay)

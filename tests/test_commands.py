@@ -151,3 +151,28 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "column" in capsys.readouterr().out
     assert main(["latest", "anything", "--json", "--config", str(cfg)]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+async def test_a_running_bot_picks_up_subscriptions_made_from_the_cli(tmp_path):
+    """`tagwire subscribe` runs in its own process against the same database; the bot sees it."""
+    import asyncio
+
+    from bot.app import Tagwire
+
+    cfg = config_from_dict({"storage": {"path": str(tmp_path / "shared.db")}})
+    app = await Tagwire.create(cfg, adapters=[])
+    watcher = asyncio.create_task(app._housekeeping(watch=0.05))
+    try:
+        await asyncio.sleep(0.1)
+        cli = await Core.open(cfg)  # what the CLI does
+        await cli.commands.handle(cmd("subscribe", "#LiuZhongyi"))
+        await cli.close()
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if app.core.pipeline.judge and any(s.tag == "#LiuZhongyi"
+                                               for s in app.core.pipeline.judge.subscribers.values()):
+                break
+        assert any(s.tag == "#LiuZhongyi" for s in app.core.pipeline.judge.subscribers.values())
+    finally:
+        watcher.cancel()
+        await app.close()

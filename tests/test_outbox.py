@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
 from bot import match
+from bot import outbox as outbox_module
 from bot.app import Core
 from bot.config import config_from_dict
 from bot.models import DeliveryError, Destination, Item, MessageKind, OutgoingMessage, SendResult
@@ -25,11 +27,13 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[OutgoingMessage] = []
         self.fail_with: list[DeliveryError] = []
+        self.calls = 0  # every attempt to post, failed or not
 
     async def start(self, commands) -> None: ...
     async def close(self) -> None: ...
 
     async def send(self, m: OutgoingMessage) -> SendResult:
+        self.calls += 1
         if self.fail_with:
             raise self.fail_with.pop(0)
         self.sent.append(m)
@@ -196,3 +200,125 @@ def test_backoff_grows_and_is_capped():
     rng = random.Random(1)
     delays = [backoff_delay(n, rng=rng) for n in range(12)]
     assert delays[0] < 10 < delays[3] and max(delays) <= 3600 * 1.2
+
+
+async def _next_attempts(core: Core, status: str = "pending") -> dict[str, set[float]]:
+    rows = await core.store.db.execute_fetchall(
+        "SELECT destination, next_attempt FROM deliveries WHERE status=?", (status,)
+    )
+    out: dict[str, set[float]] = {}
+    for dest, t in rows:
+        out.setdefault(dest, set()).add(t)
+    return out
+
+
+async def test_a_reply_whose_root_row_is_gone_becomes_the_root_and_does_not_block_the_channel(core):
+    """The root's item went with its source before it was posted: the reply is posted as the alert."""
+    rec = Recorder()
+    core.register_adapter(rec)
+    await queue(core, "1", 1, [NEWS], source=0)
+    await queue(core, "2", 1, [NEWS], source=1)
+    await queue(core, "3", 2, [NEWS], source=1)
+    assert await core.store.remove_source("", "A") is not None
+    for _ in range(3):
+        await core.deliver_pending()
+        core.outbox.clock.t += 5
+    assert [(m.kind, m.title) for m in rec.sent] == [(MessageKind.ALERT, "Title 2"), (MessageKind.ALERT, "Title 3")]
+
+
+async def test_a_paused_channel_stays_paused_and_is_not_called_again(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    await core.store.add_subscription(NEWS, "x", "x", "u")
+    await core.pipeline.refresh_subscriptions()
+    rec.fail_with = [DeliveryError("channel_not_found", pause=True)]
+    for n in range(3):
+        await queue(core, str(n), n + 1, [NEWS])
+    await core.deliver_pending()
+    assert (await core.store.delivery_counts()).get("paused") == 3, "held-back messages are not requeued"
+    [sub] = await core.store.subscriptions(NEWS)
+    judge = core.pipeline.judge
+    assert judge is not None and sub.id in judge.paused, "new items are no longer queued for the paused channel"
+    for _ in range(3):
+        core.outbox.clock.t += 60
+        await core.deliver_pending()
+    assert rec.calls == 1 and rec.sent == []
+
+
+async def test_without_an_adapter_a_destination_waits_in_one_write(core):
+    """No adapter for the platform: nothing is lost, and the whole destination is put back at once."""
+    writes = {"requeue": 0, "requeue_destination": 0}
+    for name in writes:
+        original = getattr(core.store, name)
+
+        async def counted(*a, _name=name, _original=original):
+            writes[_name] += 1
+            return await _original(*a)
+
+        setattr(core.store, name, counted)
+    for n in range(20):
+        await queue(core, str(n), n + 1, [NEWS, WORLD])
+    now = core.outbox.clock()
+    assert await core.deliver_pending() == 0
+    assert (await core.store.delivery_counts()) == {"pending": 40}
+    waits = await _next_attempts(core)
+    assert all(len(ts) == 1 and min(ts) > now for ts in waits.values()), waits
+    assert writes == {"requeue": 0, "requeue_destination": 2}
+    assert await core.deliver_pending() == 0 and writes["requeue_destination"] == 2, "nothing spins meanwhile"
+    core.register_adapter(rec := Recorder())
+    core.outbox.clock.t += 60
+    await core.deliver_pending()
+    assert len(rec.sent) == 40
+
+
+async def test_after_a_long_backoff_later_messages_wait_as_long(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    rec.fail_with = [DeliveryError("rate limited", retry_after=600)]
+    for n in range(3):
+        await queue(core, str(n), n + 1, [NEWS])
+    now = core.outbox.clock()
+    await core.deliver_pending()
+    assert (await _next_attempts(core))["console:#news"] == {now + 600}, "order holds, nothing spins"
+    core.outbox.clock.t += 601
+    await core.deliver_pending()
+    assert [m.title for m in rec.sent] == ["Title 0", "Title 1", "Title 2"]
+
+
+def _flaky_mark_sent(core: Core, failures: int) -> None:
+    original = core.store.mark_sent
+    left = [failures]
+
+    async def mark_sent(*a):
+        if left[0]:
+            left[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return await original(*a)
+
+    core.store.mark_sent = mark_sent  # type: ignore[method-assign]
+
+
+async def test_a_message_posted_but_not_recorded_at_once_is_posted_once(core):
+    rec = Recorder()
+    core.register_adapter(rec)
+    _flaky_mark_sent(core, failures=1)
+    await queue(core, "1", 1, [NEWS])
+    await core.deliver_pending()
+    assert len(rec.sent) == 1
+    assert await core.store.delivery_counts() == {"sent": 1}
+
+
+async def test_a_message_the_database_keeps_refusing_to_record_is_recorded_later_not_reposted(core, monkeypatch):
+    monkeypatch.setattr(outbox_module, "MARK_SENT_TRIES", 2)
+    rec = Recorder()
+    core.register_adapter(rec)
+    _flaky_mark_sent(core, failures=2)
+    await queue(core, "1", 1, [NEWS])
+    await queue(core, "2", 1, [NEWS])
+    await core.deliver_pending()
+    assert await core.store.delivery_counts() == {"pending": 2}, "nothing is left claimed"
+    core.outbox.clock.t += 5
+    await core.deliver_pending()
+    assert [m.kind for m in rec.sent] == [MessageKind.ALERT, MessageKind.REPLY]
+    assert rec.sent[1].thread_ref == "m1"
+    assert await core.store.delivery_counts() == {"sent": 2}

@@ -157,6 +157,11 @@ class SQLiteStore:
                 await self.db.execute("ROLLBACK")
                 raise
 
+    async def data_version(self) -> int:
+        """Changes whenever another connection (e.g. a `tagwire subscribe` from the CLI) commits."""
+        row = await self._one("PRAGMA data_version")
+        return int(row[0]) if row else 0
+
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
