@@ -61,13 +61,16 @@ class Core:
         )
 
     @classmethod
-    async def open(cls, config: Config) -> Core:
+    async def open(cls, config: Config, *, sender: bool = True) -> Core:
+        """Open the store and rebuild the core. ``sender=False`` for a process that only runs
+        commands (the CLI) next to a running bot: it must not take back the bot's claimed deliveries."""
         store = SQLiteStore(config.storage.path)
         await store.open()
         core = cls(config, store)
         try:
             await core._sync_config()
-            await store.release_claims()
+            if sender:
+                await store.release_claims()
             await core.pipeline.start()
         except BaseException:
             await store.close()

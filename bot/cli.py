@@ -115,7 +115,7 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return await _run(config, once=args.once)
     from bot.app import Core
 
-    core = await Core.open(config)
+    core = await Core.open(config, sender=False)
     try:
         if args.command == "latest":
             return await _latest(core, args)

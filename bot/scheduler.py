@@ -85,6 +85,7 @@ class Scheduler:
         self.tick = tick
         self.clock = clock
         self._in_flight: dict[int, asyncio.Task[PollOutcome]] = {}
+        self._held: dict[int, float] = {}  # source id -> not before (when even recording failed)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._aps: AsyncIOScheduler | None = None
         self._dispatching = False
@@ -123,13 +124,29 @@ class Scheduler:
             for src in due:
                 if src.id in self._in_flight:
                     continue
+                if self._held.get(src.id, 0.0) > self.clock():
+                    continue
                 task = asyncio.create_task(self.poll(src), name=f"poll-{src.id}")
                 self._in_flight[src.id] = task
-                task.add_done_callback(lambda _t, sid=src.id: self._in_flight.pop(sid, None))
+                task.add_done_callback(lambda t, s=src: self._poll_done(s, t))
                 started += 1
             return started
         finally:
             self._dispatching = False
+
+    def _poll_done(self, src: SourceRecord, task: asyncio.Task[PollOutcome]) -> None:
+        self._in_flight.pop(src.id, None)
+        if task.cancelled() or task.exception() is None:
+            self._held.pop(src.id, None)
+            return
+        # even recording the outcome failed (e.g. the database is locked): hold the source in memory
+        # for a backoff, so a stuck next_poll cannot make us hit the feed every tick
+        delay = failure_delay(src.consecutive_failures + 1, None, self.cfg)
+        self._held[src.id] = self.clock() + delay
+        if len(self._held) > 100_000:
+            self._held.pop(next(iter(self._held)))
+        log.error("poll could not be recorded; holding the source", extra={
+            "source": src.name, "error": repr(task.exception()), "retry_in": delay})
 
     async def poll_all_once(self) -> list[PollOutcome]:
         """Poll every source now, once (``tagwire run --once``)."""
