@@ -592,17 +592,6 @@ class SQLiteStore:
         )
         return [_item(r) for r in rows]
 
-    async def get_items(self, item_ids: list[int]) -> list[StoredItem]:
-        out: list[StoredItem] = []
-        for chunk in _chunks(item_ids, 400):
-            rows = await self._all(
-                f"SELECT {_ITEM_COLS} FROM items i JOIN sources s ON s.id=i.source_id "
-                f"WHERE i.id IN ({','.join('?' * len(chunk))}) ORDER BY i.id",
-                chunk,
-            )
-            out.extend(_item(r) for r in rows)
-        return out
-
     async def decisions_for(self, item_ids: list[int]) -> list[Decision]:
         out: list[Decision] = []
         for chunk in _chunks(item_ids, 400):
@@ -701,13 +690,6 @@ class SQLiteStore:
             rows = await self._all(
                 f"SELECT {_SUB_COLS} FROM subscriptions WHERE destination=? ORDER BY id", (str(destination),)
             )
-        return [_subscription(r) for r in rows]
-
-    async def subscriptions_in_workspace(self, platform: str, workspace: str) -> list[SubscriptionRecord]:
-        rows = await self._all(
-            f"SELECT {_SUB_COLS} FROM subscriptions WHERE workspace=? AND destination LIKE ? ORDER BY id",
-            (workspace, f"{platform}:%"),
-        )
         return [_subscription(r) for r in rows]
 
     async def sync_config_subscriptions(self, subs: list[tuple[Destination, str, str]]) -> None:
