@@ -107,9 +107,7 @@ class Judge:
         self.visibility: dict[int, frozenset[str]] = {}
         # item id -> story id for recent items (copies join their original's story); bounded
         self.item_story: OrderedDict[int, tuple[int, float]] = OrderedDict()
-        # it serves the near-duplicate index (a hit's story) and copies found by URL come with their
-        # story from the store: no need to remember more items than the index holds
-        self.max_item_story = self.dupes.max_entries
+        self.max_item_story = 500_000
 
     # -- state -----------------------------------------------------------------------------------
     def set_subscriptions(self, subs: list[SubscriptionRecord]) -> None:
