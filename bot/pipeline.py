@@ -180,14 +180,14 @@ class Judge:
             # dedupe: same canonical URL, else near-duplicate text
             original: tuple[int, int] | None = known_urls.get(item.url) or batch_urls.get(item.url)
             why_dup = "same URL"
-            fp = dedupe.fingerprint(item.title, item.text)
-            if original is None and fp is not None:
+            # only originals are fingerprinted and remembered (a URL copy needs no fingerprint): what
+            # is stored is exactly what the live index holds, so a restart rebuilds the same index
+            fp = dedupe.fingerprint(item.title, item.text) if original is None else None
+            if fp is not None:
                 hit = self.dupes.find(fp)
                 if hit is not None and hit.key in self.item_story:
                     original = (hit.key, self.item_story[hit.key][0])
                     why_dup = f"{hit.kind.replace('_', ' ')}, similarity {hit.similarity:.2f}"
-            if fp is not None:
-                new.fingerprint = dedupe.fingerprint_to_bytes(fp)
             lead = item.text[:LEAD_CHARS]
             if original is not None:
                 new.duplicate_of, new.story_id = original
@@ -208,6 +208,7 @@ class Judge:
                     new.decisions.append(("", "joined story", f"story {found} (similarity {score:.2f})"))
                 if fp is not None:
                     self.dupes.add(item_id, fp, ts)
+                    new.fingerprint = dedupe.fingerprint_to_bytes(fp)
             self.remember(item_id, new.story_id, now)
             batch_urls.setdefault(item.url, (new.duplicate_of or item_id, new.story_id))
 

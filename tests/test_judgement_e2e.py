@@ -159,3 +159,28 @@ async def test_when_the_credited_original_arrives_the_alert_shows_it(tmp_path, s
         assert update["also_reported_by"] == ["Daily Digest"]
     finally:
         await app.close()
+
+
+async def test_after_a_restart_copies_still_point_at_the_original(tmp_path, server):  # noqa: F811
+    """The near-duplicate memory survives a restart as it was: a later reprint is linked to the
+    original article (whose alert is updated), never to an earlier reprint."""
+    wire, digest, third = server.feed("w", "Island Wire"), server.feed("y", "Daily Digest"), server.feed("t", "Third")
+    cfg = make_config(tmp_path, server, ["w", "y", "t"], [("console:#asia", "Sulawesi")])
+    app, _ = await open_app(cfg)
+    try:
+        await app.run_once()
+        wire.entries.append(Entry("w1", "Magnitude 6.4 earthquake strikes off Sulawesi", QUAKE_WIRE, published=ago(30)))
+        await app.run_once()
+        digest.entries.append(Entry("y1", "Earthquake strikes off Sulawesi", QUAKE_WIRE, published=ago(20)))
+        await app.run_once()
+    finally:
+        await app.close()
+    app, _ = await open_app(cfg)
+    try:
+        third.entries.append(Entry("t1", "Sulawesi hit by magnitude 6.4 quake", QUAKE_WIRE, published=ago(10)))
+        await app.run_once()
+        updates = [e for e in events(tmp_path) if e["type"] == "update"]
+        assert [u["also_reported_by"] for u in updates] == [["Daily Digest"], ["Daily Digest", "Third"]]
+        assert {u["source"] for u in updates} == {"Island Wire"}
+    finally:
+        await app.close()
