@@ -82,15 +82,9 @@ class Core:
         await self.store.sync_config_sources(
             [(s.url, s.name or _default_name(s.url), s.interval) for s in cfg.sources]
         )
-        subs = []
-        for i, s in enumerate(cfg.subscriptions):
-            try:
-                q = match.parse_query(s.query)
-            except match.QueryError as e:
-                from bot.config import ConfigError
-
-                raise ConfigError(f"subscriptions[{i}].query: {e}") from None
-            subs.append((Destination.parse(s.destination), s.query, q.normal_form))
+        # queries were validated with the config (SubscriptionConfig), so they parse here
+        subs = [(Destination.parse(s.destination), s.query, match.parse_query(s.query).normal_form)
+                for s in cfg.subscriptions]
         await self.store.sync_config_subscriptions(subs)
 
     def register_adapter(self, adapter: Adapter) -> None:

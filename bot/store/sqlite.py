@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -199,8 +200,6 @@ class SQLiteStore:
     # -- sources ---------------------------------------------------------------------------------
     async def sync_config_sources(self, sources: list[tuple[str, str, float | None]]) -> None:
         """Make the config's sources present (owned by everyone); forget config sources removed from it."""
-        import time
-
         now = time.time()
         urls = [u for u, _, _ in sources]
         async with self._tx() as db:
@@ -233,8 +232,6 @@ class SQLiteStore:
         self, url: str, name: str, workspace: str, added_by: str, interval: float | None = None
     ) -> tuple[SourceRecord, bool]:
         """Add (or share) a source for a workspace. Returns (source, created_for_workspace)."""
-        import time
-
         now = time.time()
         async with self._tx() as db:
             await db.execute(
@@ -529,8 +526,6 @@ class SQLiteStore:
             )
 
     async def record_decisions(self, rows: list[tuple[int, str, str, str]]) -> None:
-        import time
-
         if not rows:
             return
         now = time.time()
@@ -654,8 +649,6 @@ class SQLiteStore:
     async def add_subscription(
         self, destination: Destination, query: str, normal_form: str, created_by: str, in_config: bool = False
     ) -> tuple[SubscriptionRecord, bool]:
-        import time
-
         async with self._tx() as db:
             cur = await db.execute(
                 "INSERT INTO subscriptions (destination, workspace, query, normal_form, in_config, created_by, "
@@ -694,8 +687,6 @@ class SQLiteStore:
 
     async def sync_config_subscriptions(self, subs: list[tuple[Destination, str, str]]) -> None:
         """Make the config's subscriptions present; drop config subscriptions no longer in it."""
-        import time
-
         now = time.time()
         keep = {(str(d), nf) for d, _, nf in subs}
         async with self._tx() as db:
@@ -837,12 +828,6 @@ class SQLiteStore:
         await self._write1(
             "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
             ("failed" if give_up else "pending", error[:500], next_attempt, delivery_id),
-        )
-
-    async def requeue(self, delivery_id: int, next_attempt: float) -> None:
-        """Put a claimed delivery back without counting an attempt (e.g. its root is not sent yet)."""
-        await self._write1(
-            "UPDATE deliveries SET status='pending', next_attempt=? WHERE id=?", (next_attempt, delivery_id)
         )
 
     async def mark_paused(self, destination: Destination, error: str) -> None:
