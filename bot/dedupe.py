@@ -517,6 +517,7 @@ class DuplicateMatch:
     key: int
     kind: Literal["near_duplicate", "contained"]
     similarity: float
+    value: int = 0  # what the caller stored with the original (the bot: its story id)
 
 
 @dataclass(slots=True)
@@ -528,10 +529,11 @@ class _Entry:
     token_count: int
     title_key: str
     timestamp: float
+    value: int
 
     @classmethod
-    def of(cls, key: int, fp: Fingerprint, timestamp: float) -> _Entry:
-        return cls(key, fp.shingles, fp.token_count, fp.title_key, timestamp)
+    def of(cls, key: int, fp: Fingerprint, timestamp: float, value: int = 0) -> _Entry:
+        return cls(key, fp.shingles, fp.token_count, fp.title_key, timestamp, value)
 
 
 def _titles_agree(a: str, b: str) -> bool:
@@ -580,14 +582,15 @@ class NearDuplicateIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._by_key
 
-    def add(self, key: int, fp: Fingerprint, timestamp: float) -> None:
-        """Index ``fp`` under ``key`` (replacing an earlier fingerprint of that key)."""
+    def add(self, key: int, fp: Fingerprint, timestamp: float, value: int = 0) -> None:
+        """Index ``fp`` under ``key`` (replacing an earlier fingerprint of that key); ``value`` comes
+        back in the `DuplicateMatch` of a copy (the bot keeps the original's story id there)."""
         if key in self._by_key:
             self._remove_slot(self._by_key[key])
         slot = self._next_slot
         self._next_slot += 1
         self._by_key[key] = slot
-        self._slots[slot] = _Entry.of(key, fp, timestamp)
+        self._slots[slot] = _Entry.of(key, fp, timestamp, value)
         heapq.heappush(self._heap, (timestamp, slot))
         self._full.insert(slot, fp.signature)
         self._lead.insert(slot, fp.lead_signature)
@@ -640,11 +643,11 @@ class NearDuplicateIndex:
             return None
         jaccard = shared / (len(a) + len(b) - shared)
         if jaccard >= self.threshold and shared >= MIN_SHARED_SHINGLES:
-            return DuplicateMatch(other.key, "near_duplicate", jaccard)
+            return DuplicateMatch(other.key, "near_duplicate", jaccard, other.value)
         smaller = min(len(a), len(b))
         containment = shared / smaller
         if smaller >= MIN_CONTAINED_SHINGLES and containment >= self.containment_threshold:
-            return DuplicateMatch(other.key, "contained", containment)
+            return DuplicateMatch(other.key, "contained", containment, other.value)
         return None
 
     def _pop_oldest(self) -> None:

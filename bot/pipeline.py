@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,9 +104,6 @@ class Judge:
         self.subscribers: dict[int, Subscriber] = {}
         self.paused: set[int] = set()
         self.visibility: dict[int, frozenset[str]] = {}
-        # item id -> story id for recent items (copies join their original's story); bounded
-        self.item_story: OrderedDict[int, tuple[int, float]] = OrderedDict()
-        self.max_item_story = 500_000
 
     # -- state -----------------------------------------------------------------------------------
     def set_subscriptions(self, subs: list[SubscriptionRecord]) -> None:
@@ -126,22 +122,9 @@ class Judge:
                 self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
         self.paused = {s.id for s in subs if s.paused_reason}
 
-    def remember(self, item_id: int, story_id: int, ts: float) -> None:
-        self.item_story[item_id] = (story_id, ts)
-        self.item_story.move_to_end(item_id)
-        while len(self.item_story) > self.max_item_story:
-            self.item_story.popitem(last=False)
-
     def expire(self, now: float) -> None:
-        retention = self.config.storage.retention_days * 86400.0
-        self.dupes.evict_older_than(now - retention)
+        self.dupes.evict_older_than(now - self.config.storage.retention_days * 86400.0)
         self.stories.expire(now)
-        cutoff = now - retention
-        while self.item_story:
-            _, (_, ts) = next(iter(self.item_story.items()))
-            if ts >= cutoff:
-                break
-            self.item_story.popitem(last=False)
 
     # -- judging ---------------------------------------------------------------------------------
     def judge(
@@ -184,9 +167,9 @@ class Judge:
             # is stored is exactly what the live index holds, so a restart rebuilds the same index
             fp = dedupe.fingerprint(item.title, item.text) if original is None else None
             if fp is not None:
-                hit = self.dupes.find(fp)
-                if hit is not None and hit.key in self.item_story:
-                    original = (hit.key, self.item_story[hit.key][0])
+                hit = self.dupes.find(fp)  # an original; its story id rides in the index entry
+                if hit is not None:
+                    original = (hit.key, hit.value)
                     why_dup = f"{hit.kind.replace('_', ' ')}, similarity {hit.similarity:.2f}"
             lead = item.text[:LEAD_CHARS]
             if original is not None:
@@ -207,9 +190,8 @@ class Judge:
                     self.stories.add(found, item.title, lead, ts)
                     new.decisions.append(("", "joined story", f"story {found} (similarity {score:.2f})"))
                 if fp is not None:
-                    self.dupes.add(item_id, fp, ts)
+                    self.dupes.add(item_id, fp, ts, new.story_id)
                     new.fingerprint = dedupe.fingerprint_to_bytes(fp)
-            self.remember(item_id, new.story_id, now)
             batch_urls.setdefault(item.url, (new.duplicate_of or item_id, new.story_id))
 
             # match
@@ -286,9 +268,11 @@ class Pipeline:
         judge = Judge(self.config, next_item, next_story)
         now = time.time()
         retention_start = now - self.config.storage.retention_days * 86400.0
-        for item_id, created, data in await self.store.fingerprints_since(retention_start):
+        # the newest originals the index can hold, with the time the live judge indexed them by
+        for item_id, ts, story_id, data in await self.store.fingerprints_since(retention_start,
+                                                                                 judge.dupes.max_entries):
             try:
-                judge.dupes.add(item_id, dedupe.fingerprint_from_bytes(data), created)
+                judge.dupes.add(item_id, dedupe.fingerprint_from_bytes(data), ts, story_id)
             except ValueError:
                 continue
         for it in await self.store.recent_items(now - self.config.alerts.story_window):
@@ -296,9 +280,6 @@ class Pipeline:
                 continue
             ts = it.published if it.published is not None else it.seen
             judge.stories.add(it.story_id, it.title, it.text[:LEAD_CHARS], ts)
-        # only what the map keeps (ids, not whole items: a large store holds millions within retention)
-        for item_id, story_id, seen in await self.store.item_stories_since(retention_start, judge.max_item_story):
-            judge.remember(item_id, story_id, seen)
         self.judge = judge
         await self.refresh_subscriptions()
 

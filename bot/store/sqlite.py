@@ -13,7 +13,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -543,21 +543,17 @@ class SQLiteStore:
         )
         return [_item(r) for r in rows]
 
-    async def item_stories_since(self, since: float, limit: int) -> list[tuple[int, int, float]]:
-        """(item id, story id, seen) of the newest ``limit`` items seen since ``since`` that have a
-        story, oldest first."""
+    async def fingerprints_since(self, since: float, limit: int) -> list[tuple[int, float, int, bytes]]:
+        """(item id, time, story id, fingerprint) of the newest ``limit`` fingerprinted items seen
+        since ``since``, oldest first. The time is the one the judge indexes an item by: published,
+        else first seen."""
         rows = await self._all(
-            "SELECT id, story_id, seen FROM items WHERE seen >= ? AND story_id IS NOT NULL "
-            "ORDER BY id DESC LIMIT ?",
+            "SELECT f.item_id, COALESCE(i.published, i.seen), i.story_id, f.data FROM fingerprints f "
+            "JOIN items i ON i.id=f.item_id WHERE f.created >= ? AND i.story_id IS NOT NULL "
+            "ORDER BY f.item_id DESC LIMIT ?",
             (since, limit),
         )
-        return [(r[0], r[1], r[2]) for r in reversed(rows)]
-
-    async def fingerprints_since(self, since: float) -> list[tuple[int, float, bytes]]:
-        rows = await self._all(
-            "SELECT item_id, created, data FROM fingerprints WHERE created >= ? ORDER BY item_id", (since,)
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
 
     async def search(self, fts_query: str | None, limit: int, workspace: str | None) -> list[StoredItem]:
         """Newest items first; ``fts_query`` is an FTS5 MATCH prefilter (None: no prefilter).
@@ -817,12 +813,15 @@ class SQLiteStore:
                 names.append(name)
         return (*shown, tuple(names))  # type: ignore[return-value]
 
-    async def mark_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None, now: float) -> None:
-        await self._write1(
-            "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, attempts=attempts+1, "
-            "last_error=NULL WHERE id=?",
-            (message_ref, thread_ref, now, delivery_id),
-        )
+    async def mark_sent(self, sent: Sequence[tuple[int, str, str | None]], now: float) -> None:
+        """Record posted messages, (delivery id, message ref, thread ref) each, in one transaction:
+        the outbox gathers the messages that several destinations posted meanwhile (group commit)."""
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, "
+                "attempts=attempts+1, last_error=NULL WHERE id=?",
+                [(message_ref, thread_ref, now, delivery_id) for delivery_id, message_ref, thread_ref in sent],
+            )
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
         await self._write1(
