@@ -37,6 +37,7 @@ WAIT_FOR_PARENT = 2.0  # seconds before looking again at a reply whose root is n
 NO_ADAPTER_WAIT = 30.0  # seconds a destination waits while its platform's adapter is missing or stopped
 FATAL_WAIT = 60.0  # seconds before trying again after the platform refused our credentials
 DB_RETRY_WAIT = 1.0  # seconds before the loop tries again after a database error
+MAX_LOGGED_IDS = 20  # delivery ids named in one "delivered" log line
 MARK_SENT_TRIES = 5  # recording a posted message is retried this often before giving up for this pass
 
 
@@ -80,6 +81,40 @@ def _resolve(d: PendingDelivery, just_sent: dict[int, tuple[str, str | None, str
     return d
 
 
+class _GroupCommit:
+    """Records sent messages; the records of messages posted while a write is in flight go together
+    in the next write. Each sender still waits for its own record before it posts its destination's
+    next message, so a crash can re-post at most the messages in flight, as with one write each."""
+
+    def __init__(self, store: SQLiteStore, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self._waiting: list[tuple[tuple[int, str, str | None], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, delivery_id: int, message_ref: str, thread_ref: str | None) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
+        self._waiting.append(((delivery_id, message_ref, thread_ref), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+        await asyncio.shield(done)  # a cancelled sender must not cancel the others' write
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self.store.mark_sent([row for row, _ in batch], self.clock())
+            except Exception as e:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
 class Outbox:
     def __init__(
         self,
@@ -104,6 +139,7 @@ class Outbox:
         self._unrecorded: dict[int, tuple[str, str | None]] = {}
         self.on_paused = on_paused  # e.g. refresh the judge's paused subscriptions
         self._stop: asyncio.Event | None = None  # set by run_forever: shutting down, send nothing new
+        self._recorder = _GroupCommit(store, clock)
         self.sent = 0
 
     def register(self, adapter: Adapter) -> None:
@@ -167,7 +203,6 @@ class Outbox:
         """Send one destination's deliveries in order. Returns True if anything was sent.
 
         Whatever happens, no claimed row is left 'sending': rows not settled go back to pending."""
-        progressed = False
         just_sent: dict[int, tuple[str, str | None, str]] = {}  # id -> (message_ref, thread_ref, kind)
         destination = group[0].destination
         platform = destination.platform
@@ -187,7 +222,7 @@ class Outbox:
                     d = _resolve(d, just_sent)
                     outcome, hold_until = await self._send_one(d, just_sent)
                     if outcome == "sent":
-                        progressed = True
+                        pass
                     elif outcome == "paused":
                         settled = True  # mark_paused paused the rest of the destination too
                         break
@@ -202,7 +237,14 @@ class Outbox:
                 if not settled:
                     with contextlib.suppress(Exception):  # if this fails too, start-up releases claims
                         await self.store.requeue_destination(destination, self.clock() + WAIT_FOR_PARENT)
-        return progressed
+                if just_sent:  # one line per destination and pass, not one per message
+                    ids = list(just_sent)
+                    named = ",".join(map(str, ids[:MAX_LOGGED_IDS])) + (",…" if len(ids) > MAX_LOGGED_IDS else "")
+                    log.info("delivered", extra={
+                        "destination": str(destination), "messages": len(ids), "deliveries": named,
+                        "stories": len({d.story_id for d in group if d.id in just_sent}),
+                    })
+        return bool(just_sent)
 
     async def _send_one(
         self, d: PendingDelivery, just_sent: dict[int, tuple[str, str | None, str]]
@@ -242,17 +284,13 @@ class Outbox:
         del self._unrecorded[d.id]
         just_sent[d.id] = (message_ref, thread_ref, d.kind)
         self.sent += 1
-        log.info(
-            "delivered",
-            extra={"delivery": d.id, "kind": d.kind, "destination": str(d.destination), "story": d.story_id},
-        )
         return "sent", now
 
     async def _record_sent(self, delivery_id: int, message_ref: str, thread_ref: str | None) -> None:
         """The message is out: record it, retrying a few times (a lost record means a second post)."""
         for attempt in range(MARK_SENT_TRIES):
             try:
-                await self.store.mark_sent(delivery_id, message_ref, thread_ref, self.clock())
+                await self._recorder.record(delivery_id, message_ref, thread_ref)
                 return
             except Exception:
                 if attempt == MARK_SENT_TRIES - 1:

@@ -322,3 +322,29 @@ async def test_a_message_the_database_keeps_refusing_to_record_is_recorded_later
     assert [m.kind for m in rec.sent] == [MessageKind.ALERT, MessageKind.REPLY]
     assert rec.sent[1].thread_ref == "m1"
     assert await core.store.delivery_counts() == {"sent": 2}
+
+
+async def test_messages_posted_to_many_channels_at_once_are_recorded_together_and_never_reposted(core):
+    """Group commit: while one record is being written, other channels' posts wait for the next
+    write together, so 12 channels cost a handful of writes, not 24; every message is posted once
+    and a second pass finds nothing left to send."""
+    rec = Recorder()
+    core.register_adapter(rec)
+    channels = [Destination.parse(f"console:#c{i}") for i in range(12)]
+    await queue(core, "1", 1, channels)
+    await queue(core, "2", 1, channels)
+    writes: list[int] = []
+    original = core.store.mark_sent
+
+    async def counting(sent, now):
+        writes.append(len(sent))
+        return await original(sent, now)
+
+    core.store.mark_sent = counting  # type: ignore[method-assign]
+    assert await core.outbox.run_once() == 24
+    assert sum(writes) == 24 and len(writes) < 12, writes
+    assert await core.store.delivery_counts() == {"sent": 24}
+    assert await core.outbox.run_once() == 0
+    assert len(rec.sent) == 24
+    replies = [m for m in rec.sent if m.kind is MessageKind.REPLY]
+    assert len(replies) == 12 and all(m.thread_ref for m in replies), "each reply found its root's thread"
