@@ -58,6 +58,12 @@ def failure_delay(failures: int, retry_after: float | None, cfg: FetchConfig) ->
     return delay
 
 
+# Seconds between dispatcher runs. Sources are due on their own slots all through the second; a
+# shorter tick starts them in smaller groups, so their bodies reach the parser spread out rather
+# than all at once (lower detection-to-alert latency), for a cheap indexed query per tick.
+TICK = 0.25
+
+
 @dataclass(slots=True)
 class PollOutcome:
     source_id: int
@@ -75,7 +81,7 @@ class Scheduler:
         pipeline: Pipeline,
         cfg: FetchConfig,
         *,
-        tick: float = 1.0,
+        tick: float = TICK,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
