@@ -25,7 +25,7 @@ import html
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_tz
 from typing import Any
@@ -84,23 +84,20 @@ def canonical_url(url: str) -> str:
     """
     url = url.strip()
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        scheme, hostname, port, path, query, fragment = _url_parts(url)
     except ValueError:
         return url
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in _DEFAULT_PORTS or not hostname:
         return url
-    host = parts.hostname.lower().rstrip(".")
-    path = parts.path or "/"
+    host = hostname.lower().rstrip(".")
+    path = path or "/"
 
     # Google's AMP cache and viewer wrap the publisher's URL.
     if host.endswith(".cdn.ampproject.org"):
         for prefix, inner_scheme in (("/c/s/", "https://"), ("/v/s/", "https://"), ("/c/", "http://"),
                                      ("/v/", "http://")):
             if path.startswith(prefix) and len(path) > len(prefix):
-                query = f"?{parts.query}" if parts.query else ""
-                return canonical_url(inner_scheme + path[len(prefix):] + query)
+                return canonical_url(inner_scheme + path[len(prefix):] + (f"?{query}" if query else ""))
     if host in ("www.google.com", "google.com") and path.startswith("/amp/"):
         rest = path[len("/amp/"):]
         prefix = "https://"
@@ -109,7 +106,7 @@ def canonical_url(url: str) -> str:
         elif rest.startswith(("http://", "https://")):
             prefix = ""
         if rest:
-            return canonical_url(prefix + rest + (f"?{parts.query}" if parts.query else ""))
+            return canonical_url(prefix + rest + (f"?{query}" if query else ""))
 
     if host.startswith("amp.") and host.count(".") >= 2:
         host = host[len("amp."):]
@@ -118,9 +115,54 @@ def canonical_url(url: str) -> str:
         netloc = f"[{host}]" if port is None or str(port) == _DEFAULT_PORTS[scheme] else f"[{host}]:{port}"
 
     path = _strip_amp_path(path)
-    query = _clean_query(parts.query) if parts.query else ""
-    fragment = parts.fragment if parts.fragment.startswith("!") else ""  # keep #! routes
-    return urlunsplit((scheme, netloc, path, query, fragment))
+    query = _clean_query(query) if query else ""
+    fragment = fragment if fragment.startswith("!") else ""  # keep #! routes
+    if not netloc:  # a host of dots only
+        return urlunsplit((scheme, netloc, path, query, fragment))
+    # What urlunsplit gives when there is a host and the path starts with "/" (as it does here).
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+
+
+def _url_parts(url: str) -> tuple[str, str | None, int | None, str, str, str]:
+    """(scheme lowercased, hostname, port, path, query, fragment) as `urlsplit` gives them,
+    raising ValueError where it or its ``port`` does; without urlsplit for a plain URL."""
+    netloc = _plain_netloc(url)
+    if netloc is None:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), parts.hostname, parts.port, parts.path, parts.query, parts.fragment
+    scheme, _, rest = url.partition("://")
+    rest = rest[len(netloc):]
+    rest, _, fragment = rest.partition("#")
+    path, _, query = rest.partition("?")
+    host, _, port_text = netloc.partition(":")
+    port = None
+    if port_text:  # what SplitResult.port accepts
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(f"bad port {port_text!r}")
+        port = int(port_text)
+    return scheme, host.lower() or None, port, path, query, fragment
+
+
+_NETLOC_END = re.compile(r"[/?#]")
+_NOT_PLAIN_NETLOC = re.compile(r"[@%\[\]]")
+
+
+def _plain_netloc(url: str) -> str | None:
+    """The netloc of an http(s) URL that `urlsplit` takes apart without any of its special cases:
+    lowercase scheme, no tab or line break, an ASCII netloc without credentials, brackets or "%"
+    (so its hostname is the part before any ":"); None for any other URL."""
+    if url.startswith("https://"):
+        start = 8
+    elif url.startswith("http://"):
+        start = 7
+    else:
+        return None
+    end = _NETLOC_END.search(url, start)
+    netloc = url[start:end.start()] if end else url[start:]
+    if (not netloc or not netloc.isascii() or _NOT_PLAIN_NETLOC.search(netloc)
+            or "\t" in url or "\r" in url or "\n" in url):
+        return None
+    return netloc
 
 
 def _strip_amp_path(path: str) -> str:
@@ -149,8 +191,9 @@ def _clean_query(query: str) -> str:
         if not pair:
             continue
         raw_key, _, raw_value = pair.partition("=")
-        key = unquote_plus(raw_key).lower()
-        value = unquote_plus(raw_value).lower()
+        # unquote_plus changes nothing without "%" or "+"; most parameters have neither.
+        key = (unquote_plus(raw_key) if "%" in raw_key or "+" in raw_key else raw_key).lower()
+        value = (unquote_plus(raw_value) if "%" in raw_value or "+" in raw_value else raw_value).lower()
         if key in _TRACKING_PARAMS or key.startswith(_TRACKING_PREFIXES):
             continue
         if key == "amp" and value in _AMP_QUERY_VALUES:
@@ -172,6 +215,7 @@ _DROP_TAGS = (
     "form", "button", "select", "textarea", "input", "video", "audio", "canvas", "figcaption", "head",
     "nav", "aside", "footer", "map",
 )
+_DROP = frozenset(_DROP_TAGS)
 _BLOCK_TAGS = frozenset({
     "p", "div", "section", "article", "header", "main", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
     "li", "dl", "dt", "dd", "blockquote", "pre", "table", "tr", "thead", "tbody", "tfoot", "hr", "figure",
@@ -188,9 +232,19 @@ _NOISE_CLASS_TOKENS = frozenset({
 })
 _BREAK = "\x00"  # paragraph break marker while assembling
 _LINE = "\x01"  # line break marker
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACES = re.compile(r"\s+")
-_MARKERS = re.compile(" ?[\x00\x01][\x00\x01 ]*")
+# What an element adds before its text and after its content: (opening, closing) markers.
+_MARKS = {tag: (_BREAK, _BREAK) for tag in _BLOCK_TAGS} | {tag: (" ", " ") for tag in _CELL_TAGS}
+_MARKS["br"] = (_LINE, "")
+_NO_MARKS = ("", "")
+_MAX_WALK_DEPTH = 300  # deeper trees (libxml2 stops at 255 today) take the iterative walk
+# Invisible characters, removed before parsing; the markers cannot come from the feed either.
+_INVISIBLE_ASCII = "".join(map(chr, (*range(0x02, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)))
+_INVISIBLE_OTHER = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE = re.compile(f"[{re.escape(_INVISIBLE_ASCII + _INVISIBLE_OTHER)}]")
+_INVISIBLE_BYTES = (_BREAK + _LINE + _INVISIBLE_ASCII).encode("ascii")
+_INVISIBLE_OTHER_CHARS = tuple(_INVISIBLE_OTHER)
+_INVISIBLE_UTF8 = tuple(ch.encode("utf-8") for ch in _INVISIBLE_OTHER)
+_MARKER_RUN = re.compile(r"([\x00\x01][\x00\x01\s]*)")  # markers with the whitespace around them
 _PARAGRAPH_GAP = re.compile(r"\n\s*\n")
 _TAG_LIKE = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*[\s/>]|/[a-zA-Z]|!--)")
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
@@ -218,20 +272,84 @@ def html_to_text(markup: str) -> str:
     return _plain_to_text(text)
 
 
+def _squash(text: str) -> str:
+    """Whitespace runs as single spaces, none at either end (``" ".join(text.split())``)."""
+    if text.isprintable():  # then " " is its only whitespace character
+        while "  " in text:
+            text = text.replace("  ", " ")
+        return text.strip()
+    return " ".join(text.split())
+
+
 def _plain_to_text(text: str) -> str:
-    text = _INVISIBLE.sub("", text.replace("\x00", "").replace("\x01", ""))
-    paragraphs = (_SPACES.sub(" ", p).strip() for p in _PARAGRAPH_GAP.split(text))
+    if text.isprintable():  # no line breaks, markers or invisible characters
+        return _squash(text)
+    text = _INVISIBLE.sub("", text.replace(_BREAK, "").replace(_LINE, ""))
+    if "\n" not in text:
+        return _squash(text)
+    paragraphs = (_squash(p) for p in _PARAGRAPH_GAP.split(text))
     return "\n\n".join(p for p in paragraphs if p)
 
 
 def _markup_to_text(markup: str) -> str:
-    cleaned = _INVISIBLE.sub("", markup.replace("\x00", "").replace("\x01", ""))
+    # Invisible characters go before parsing (they can hide a tag name); as UTF-8 bytes that is
+    # a byte deletion plus a replace for the few non-ASCII ones (UTF-8 cannot match mid-character).
+    data = markup.encode("utf-8", "replace").translate(None, _INVISIBLE_BYTES)
+    if not markup.isascii() and _has_any(markup, _INVISIBLE_OTHER_CHARS):
+        for sequence in _INVISIBLE_UTF8:
+            data = data.replace(sequence, b"")
     try:
-        root = etree.HTML(cleaned.encode("utf-8", "replace"), _PARSER)
+        root = etree.HTML(data, _PARSER)
     except (etree.ParserError, ValueError):
-        return _plain_to_text(cleaned)
+        return _plain_to_text(markup)
     if root is None:
         return ""
+    pieces: list[str] = []
+    try:
+        _walk(root, pieces.append, 0)
+    except _UnusualTree:
+        pieces = _walk_iteratively(root)
+    return _assemble("".join(pieces))
+
+
+class _UnusualTree(Exception):
+    """A node `_walk` does not handle (not an element) or a tree too deep to recurse into."""
+
+
+def _walk(element: Any, append: Callable[[str], object], depth: int) -> None:
+    """Append the text of ``element`` (not its tail) with break markers: block elements open and
+    close with a paragraph break, ``<br>`` is a line break, table cells are spaced; dropped
+    elements (scripts, captions, ...) lose their content but keep their tail; noise boxes
+    (`_is_noise`) keep only their closing marker. `_walk_iteratively` is the same walk for trees
+    this one refuses (`_UnusualTree`)."""
+    opening, closing = _MARKS.get(element.tag, _NO_MARKS)
+    keys = element.keys()
+    if keys and ("class" in keys or "id" in keys) and _is_noise(element):
+        if closing:
+            append(closing)
+        return
+    if opening:
+        append(opening)
+    text = element.text
+    if text:
+        append(text)
+    if depth >= _MAX_WALK_DEPTH:
+        raise _UnusualTree
+    for child in element:
+        tag = child.tag
+        if tag.__class__ is not str:
+            raise _UnusualTree
+        if tag not in _DROP:
+            _walk(child, append, depth + 1)
+        tail = child.tail
+        if tail:
+            append(tail)
+    if closing:
+        append(closing)
+
+
+def _walk_iteratively(root: Any) -> list[str]:
+    """`_walk` for any tree, without recursion (modifies the tree: drops `_DROP_TAGS`)."""
     etree.strip_elements(root, *_DROP_TAGS, with_tail=False)
     pieces: list[str] = []
     append = pieces.append
@@ -240,33 +358,32 @@ def _markup_to_text(markup: str) -> str:
         tag = element.tag
         if not isinstance(tag, str):
             continue
+        opening, closing = _MARKS.get(tag, _NO_MARKS)
         if event == "start":
             if _is_noise(element):
                 walker.skip_subtree()
                 continue
-            if tag in _BLOCK_TAGS:
-                append(_BREAK)
-            elif tag == "br":
-                append(_LINE)
-            elif tag in _CELL_TAGS:
-                append(" ")
+            if opening:
+                append(opening)
             if element.text:
                 append(element.text)
         else:
-            if tag in _BLOCK_TAGS:
-                append(_BREAK)
-            elif tag in _CELL_TAGS:
-                append(" ")
+            if closing:
+                append(closing)
             if element.tail:
                 append(element.tail)
-    text = _SPACES.sub(" ", "".join(pieces))
-    text = _MARKERS.sub(_break_for, text)
-    return text.strip()
+    return pieces
 
 
-def _break_for(match: re.Match[str]) -> str:
-    markers = match.group()
-    return "\n\n" if _BREAK in markers or markers.count(_LINE) > 1 else "\n"
+def _assemble(joined: str) -> str:
+    """Text with break markers -> paragraphs ("\\n\\n" for a run of markers holding a paragraph
+    break or two line breaks, else "\\n"), whitespace squashed, none around the breaks."""
+    if _LINE not in joined:  # only paragraph breaks: split at each, drop the empty paragraphs
+        return "\n\n".join([_squash(p) for p in joined.split(_BREAK) if p and not p.isspace()])
+    parts = _MARKER_RUN.split(joined)  # text, run, text, run, ..., text
+    parts[0::2] = [_squash(p) for p in parts[0::2]]
+    parts[1::2] = ["\n\n" if _BREAK in run or run.count(_LINE) > 1 else "\n" for run in parts[1::2]]
+    return "".join(parts).strip()
 
 
 def _is_noise(element: Any) -> bool:
@@ -303,7 +420,7 @@ _BOILERPLATE_LINES = (
     r"(?:getty images|ap photo|afp photo|epa|shutterstock|reuters/[^,]*)(?: ?/ ?.*)?",
     r"watch ?[:|] .*|listen ?[:|] .*",
     # copyright, newsletters, related links, social
-    r"(?:©|\(c\) ?\d|copyright:? ?(?:©|\(c\))? ?(?:\d{4}|©|\(c\))).*|.*\ball rights reserved\.?",
+    r"(?:©|\(c\) ?\d|copyright:? ?(?:©|\(c\))? ?(?:\d{4}|©|\(c\))).*",  # and _RIGHTS_RESERVED
     r"(?:sign up|subscribe|register)\b.{0,120}\bnewsletters?\b.*",
     r"(?:get|join) (?:our|the)\b.{0,80}\bnewsletters?\b.*",
     r"related(?: (?:articles?|stories|content|coverage|links|reading|posts?|news|videos?))? ?:.*",
@@ -315,9 +432,16 @@ _BOILERPLATE_LINES = (
     r"see omnystudio\.com/listener for privacy information\.?",
     r"\[?(?:…|\.\.\.)\]?",
 )
-_BOILERPLATE_LINE = re.compile(
-    "(?:" + "|".join(_BOILERPLATE_LINES) + r")[\s.!…:»›→>-]*", re.IGNORECASE
-)
+_LINE_END = r"[\s.!…:»›→>-]*"
+_BOILERPLATE_LINE = re.compile("(?:" + "|".join(_BOILERPLATE_LINES) + ")" + _LINE_END, re.IGNORECASE)
+# The same, case-sensitive, for the lowercased line: several times faster, and the same answer
+# unless the line holds one of the three characters that IGNORECASE equates with an ASCII letter
+# while ``str.lower`` does not ("İ", "ı" ~ "i"; "ſ" ~ "s"). tests/test_normalise.py checks this.
+_BOILERPLATE_LOWERED = re.compile(_BOILERPLATE_LINE.pattern)
+_CASE_SPECIALS = ("\u0130", "\u0131", "\u017f")
+# One more boilerplate line: anything ending in "All rights reserved." (a search from the phrase, and
+# only on lines holding "all r": far cheaper than a fullmatch that backtracks over every line).
+_RIGHTS_RESERVED = re.compile(r"\ball rights reserved\.?" + _LINE_END + r"\Z", re.IGNORECASE)
 _MAX_BOILERPLATE_LINE = 300
 # A syndication footer glued to the end of a paragraph.
 _TRAILING_FOOTER = re.compile(
@@ -338,42 +462,83 @@ _TRAILING_LINK = re.compile(
     r"[\s.…»›→>]*$",
     re.IGNORECASE,
 )
-# Cheap substring gates so that the two patterns above only run on lines that may match.
-_FOOTER_WORDS = ("appeared", "published", "omnystudio", "reprinted")
-_LINK_WORDS = ("read", "…]", "...]")
 _INLINE_CREDIT = re.compile(
     r"\s*\((?:photo|image|picture|video)s? ?(?:by|credit|courtesy|:)[^)\n]{0,150}\)", re.IGNORECASE
 )
+_CREDIT_GATE = re.compile(r"\((?:photo|image|picture|video)", re.IGNORECASE)  # fast: searched from "("
+# Cheap substring gates (on the lowercased line), so that the trailing patterns only run on lines
+# that may match: the footer words anywhere, a link word in the last 60 characters plus one of the
+# link phrases anywhere (each spelt so that IGNORECASE has no other spelling of it; see below).
+_FOOTER_WORDS = ("appeared", "published", "omnystudio", "reprinted")
+_LINK_WORDS = ("read", "…]", "...]")
+_LINK_PHRASES = ("read more", "read the full", "nue read", "…]", "...]")
 _INLINE_AD = re.compile(r"\s*\bADVERTISEMENT\b\s*")
 
 
 def strip_boilerplate(text: str) -> str:
     """Drop lines and trailing bits that are not the article. Line structure is kept."""
-    if not text:
-        return ""
+    return _strip_boilerplate(text, text.lower()) if text else ""
+
+
+def _strip_boilerplate(text: str, lowered: str) -> str:
+    """`strip_boilerplate`, given ``lowered = text.lower()``: it has the same lines, each
+    ``line.lower()`` (``str.lower`` neither makes nor removes line breaks or whitespace)."""
+    # Whole-text checks: a step that no line of the text can need is skipped on every line. A line
+    # that the inline removals changed may have gained a gate word, so it is checked in full.
+    may_ad = "ADVERTISEMENT" in text
+    may_credit = "(" in text and _CREDIT_GATE.search(text) is not None
+    may_footer = _has_any(lowered, _FOOTER_WORDS)
+    may_rights = "all r" in lowered
+    lowered_ok = text.isascii() or not _has_any(text, _CASE_SPECIALS)  # then for every line, too
     out: list[str] = []
-    for raw_line in text.split("\n"):
+    for raw_line, raw_low in zip(text.split("\n"), lowered.split("\n"), strict=True):
         line = raw_line.strip()
         if not line:
             if out and out[-1]:
                 out.append("")
             continue
-        if len(line) <= _MAX_BOILERPLATE_LINE and _BOILERPLATE_LINE.fullmatch(line):
+        low = raw_low.strip()
+        if len(line) <= _MAX_BOILERPLATE_LINE and _is_boilerplate_line(line, low, lowered_ok, may_rights):
             continue
-        if "ADVERTISEMENT" in line:
-            line = _INLINE_AD.sub(" ", line).strip()
-        if "(" in line:
-            line = _INLINE_CREDIT.sub("", line)
-        low = line.lower()
-        if any(word in low for word in _FOOTER_WORDS):
-            line = _TRAILING_FOOTER.sub("", line)
-        if any(word in low[-60:] for word in _LINK_WORDS):
-            line = _TRAILING_LINK.sub("", line).strip()
-        if line and not (len(line) <= _MAX_BOILERPLATE_LINE and _BOILERPLATE_LINE.fullmatch(line)):
-            out.append(line)
+        kept = line
+        if may_ad and "ADVERTISEMENT" in kept:
+            kept = _INLINE_AD.sub(" ", kept).strip()
+        if may_credit and "(" in kept and _CREDIT_GATE.search(kept):
+            kept = _INLINE_CREDIT.sub("", kept)
+        changed = kept != line
+        if changed:
+            low = kept.lower()
+        if (may_footer or changed) and _has_any(low, _FOOTER_WORDS):
+            kept = _TRAILING_FOOTER.sub("", kept)
+        if _has_any(low[-60:], _LINK_WORDS) and _has_any(low, _LINK_PHRASES):
+            kept = _TRAILING_LINK.sub("", kept).strip()
+        if kept == line or (
+            kept
+            and not (
+                len(kept) <= _MAX_BOILERPLATE_LINE
+                and _is_boilerplate_line(kept, kept.lower(), lowered_ok, True)
+            )
+        ):
+            out.append(kept)
     while out and not out[-1]:
         out.pop()
     return "\n".join(out)
+
+
+def _has_any(text: str, words: tuple[str, ...]) -> bool:
+    for word in words:
+        if word in text:
+            return True
+    return False
+
+
+def _is_boilerplate_line(line: str, low: str, lowered_ok: bool, may_rights: bool) -> bool:
+    """Is the whole (stripped, single) line boilerplate. ``low`` is ``line.lower()``; ``lowered_ok``:
+    the line holds none of `_CASE_SPECIALS`; ``may_rights``: False if the line lacks "all r"."""
+    if _BOILERPLATE_LOWERED.fullmatch(low) if lowered_ok else _BOILERPLATE_LINE.fullmatch(line):
+        return True
+    # "all r" cannot be spelt otherwise under IGNORECASE (unlike "i" and "s": "İ", "ı", "ſ").
+    return may_rights and "all r" in low and _RIGHTS_RESERVED.search(line) is not None
 
 
 # --------------------------------------------------------------------------- origin hints
@@ -400,6 +565,8 @@ _ORIGIN_GATES = (
      "appeared first", "published first"),
     ("republished", "reprinted", "reproduced"),
 )
+# Fewer, shorter words that each gate word contains: two quick scans before the gate's many.
+_ORIGIN_PREFILTERS = (("originally", "first"), ("republ", "repr"))
 _DATELINE_CREDIT = re.compile(
     r"^[^\n()]{0,60}?\((?P<name>[A-Z][A-Za-z&.'’]{1,24}(?: [A-Z][A-Za-z&.'’]{1,24}){0,3})\)\s*[-–—]{1,2}\s"
 )
@@ -414,18 +581,27 @@ def origin_hint(text: str) -> str | None:
     first on X") and wire datelines ("WASHINGTON (Reuters) - ...", "(CNN) —").
     Run it on text before `strip_boilerplate`, which removes these footers.
     """
-    if not text:
-        return None
-    low = text.lower()
-    for pattern, gate in zip(_ORIGIN_PATTERNS, _ORIGIN_GATES, strict=True):
-        if not any(word in low for word in gate):
+    return _origin_hint(text, text.lower()) if text else None
+
+
+def _origin_hint(text: str, low: str) -> str | None:
+    """`origin_hint`, given ``low = text.lower()``."""
+    for pattern, prefilter, gate in zip(_ORIGIN_PATTERNS, _ORIGIN_PREFILTERS, _ORIGIN_GATES, strict=True):
+        if not (prefilter[0] in low or prefilter[1] in low) or not any(word in low for word in gate):
             continue
         for match in pattern.finditer(text):
             name = _clean_outlet(match.group("name") or match.group("domain") or "")
             if name:
                 return name
+    if "(" not in text:
+        return None
     for line in text.split("\n", 8)[:8]:
-        match = _DATELINE_CREDIT.match(line.strip())
+        if "(" not in line:
+            continue
+        line = line.strip()
+        if line.find("(", 0, 61) < 0:  # the credit's "(" is within the first 61 characters
+            continue
+        match = _DATELINE_CREDIT.match(line)
         if match:
             name = _clean_outlet(match.group("name"))
             if name:
@@ -517,7 +693,7 @@ def parse_date_text(text: str) -> datetime | None:
 
 
 def _entry_date(parsed: time.struct_time | None, raw: str) -> datetime | None:
-    if raw and _MERIDIEM.search(raw):  # feedparser ignores AM/PM
+    if raw and _may_have_meridiem(raw) and _MERIDIEM.search(raw):  # feedparser ignores AM/PM
         fixed = parse_date_text(raw)
         if fixed is not None:
             return fixed
@@ -527,6 +703,12 @@ def _entry_date(parsed: time.struct_time | None, raw: str) -> datetime | None:
         except (ValueError, TypeError):
             return None
     return parse_date_text(raw) if raw else None
+
+
+def _may_have_meridiem(raw: str) -> bool:
+    """A quick necessary condition for `_MERIDIEM` ("am", "a.m", "pm" or "p.m", any case)."""
+    low = raw.lower()
+    return "m" in low and ("am" in low or "pm" in low or "a.m" in low or "p.m" in low)
 
 
 def _published(entry: RawEntry, now: datetime) -> datetime | None:
@@ -567,7 +749,7 @@ def normalise_with_origin(
     if not isinstance(entry, RawEntry):
         entry = RawEntry.from_feedparser(entry)
     original_url = _absolute_http(entry.link, feed_url)
-    title = _bounded(" ".join(html_to_text(entry.title[:MAX_TITLE_CHARS * 10]).split()), MAX_TITLE_CHARS)
+    title = _bounded(_squash(html_to_text(entry.title[:MAX_TITLE_CHARS * 10])), MAX_TITLE_CHARS)
     if not title and not original_url:
         return None
     url = canonical_url(original_url) if original_url else ""
@@ -612,16 +794,21 @@ def entry_guid(entry: RawEntry, feed_url: str) -> str | None:
 def _body_text(entry: RawEntry) -> tuple[str, str | None]:
     """The cleaned body (content if longer than the summary) and the origin it credits."""
     raw_summary = html_to_text(entry.summary[:MAX_MARKUP_CHARS]) if entry.summary else ""
-    text = strip_boilerplate(raw_summary)
-    raw_content = ""
+    summary_low = raw_summary.lower()
+    raw_content = content_low = content = ""
     if entry.content and entry.content != entry.summary:
         raw_content = html_to_text(entry.content[:MAX_MARKUP_CHARS])
-        content = strip_boilerplate(raw_content)
+        content_low = raw_content.lower()
+        content = _strip_boilerplate(raw_content, content_low) if raw_content else ""
+    if len(content) > len(raw_summary):  # stripping never lengthens a text: the content wins
+        text = content
+    else:
+        text = _strip_boilerplate(raw_summary, summary_low) if raw_summary else ""
         if len(content) > len(text):
             text = content
-    origin = origin_hint(raw_content) if raw_content else None
+    origin = _origin_hint(raw_content, content_low) if raw_content else None
     if origin is None and raw_summary:
-        origin = origin_hint(raw_summary)
+        origin = _origin_hint(raw_summary, summary_low)
     return _bounded(text, MAX_TEXT_CHARS), origin
 
 
@@ -629,7 +816,14 @@ def _absolute_http(link: str, base: str) -> str:
     link = link.strip()
     if not link:
         return ""
+    netloc = _plain_netloc(link)
     try:
+        if netloc is not None and ";" not in link and "?#" not in link and not link.endswith(("?", "#")):
+            # urljoin(base, link) is link itself: an http(s) URL with a host that urlsplit and
+            # urlunsplit give back unchanged (no ";" parameters, no empty query or fragment).
+            if base:
+                urlsplit(base)  # raises where urljoin would
+            return link if netloc.partition(":")[0] else ""
         absolute = urljoin(base, link) if base else link
         parts = urlsplit(absolute)
     except ValueError:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import html
+import random
 import re
+import string
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from bot import normalise
 from bot.models import Item
 from bot.normalise import (
     canonical_url,
@@ -436,3 +442,218 @@ def test_npr_image_credit_is_dropped() -> None:
     item = _items("npr.rss.xml")[0]
     assert "Image credit" not in item.text
     assert item.text.startswith("A South African corrections board")
+
+
+# --------------------------------------------------------------------------- fast paths = plain forms
+# normalise runs for every new item, so its hot paths take shortcuts (no lxml for plain text, a
+# recursive walk, lowercased matching, substring gates, URLs taken apart without urllib when they
+# are plain). Each test below holds a shortcut to the straightforward form it replaces.
+
+
+def _feed_markup() -> list[str]:
+    """The HTML (and plain) summaries and contents of every captured feed."""
+    out: list[str] = []
+    for path in sorted(FEEDS.glob("*.xml")):
+        for entry in parse_feed(path.read_bytes(), url="https://example.com/feed.xml").entries:
+            out.extend(field for field in (entry.title, entry.summary, entry.content) if field)
+    return out
+
+
+TRICKY_MARKUP = [
+    ARTICLE_HTML,
+    "<p>a<br>b<br/><br>c</p><table><tr><td>x</td><th>y</td></tr></table>",
+    '<div class="Related posts">gone</div>kept tail<script>x()</script>tail two<figcaption>c</figcaption>end',
+    '<p id="share">gone</p><span class="photo-credit ad">gone</span> <em class="lede">kept</em>',
+    "<ul><li>one</li><li>two<ul><li>nested</li></ul></li></ul><hr>after",
+    "<p>  spaced \n\t out \u00a0 text  </p>\n\n<p></p><div> </div>last",
+    "<html class='ad'><body><p>all noise</p></body></html>",
+    "text <b>bold</b><br><br><br> more<svg><p>drawn</p></svg> tail",
+]
+
+
+def test_fast_markup_walk_gives_the_text_of_the_iterative_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recursive walk and the iterwalk one it falls back to (for very deep trees) agree."""
+    samples = _feed_markup() + TRICKY_MARKUP
+    fast = [html_to_text(m) for m in samples]
+    monkeypatch.setattr(normalise, "_MAX_WALK_DEPTH", 0)  # every tree takes the iterative walk
+    assert [html_to_text(m) for m in samples] == fast
+    deep = "<div>" * 250 + "deep" + "</div>" * 250  # libxml2 keeps 255 levels
+    assert html_to_text(deep) == "deep"
+
+
+def _assemble_reference(joined: str) -> str:
+    """Markers to breaks the plain way: squash whitespace, then map each run of markers."""
+    def breaks(match: re.Match[str]) -> str:
+        run = match.group()
+        return "\n\n" if "\x00" in run or run.count("\x01") > 1 else "\n"
+    return re.sub(" ?[\x00\x01][\x00\x01 ]*", breaks, re.sub(r"\s+", " ", joined)).strip()
+
+
+def test_break_markers_and_whitespace_are_assembled_as_the_plain_regexes_do() -> None:
+    rng = random.Random(6)
+    alphabet = ["a", "bc", " ", "  ", "\t", "\n", "\x00", "\x01", "\xa0", "\u2028", "\x1c", "\u3000", "é"]
+    for _ in range(20_000):
+        joined = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert normalise._assemble(joined) == _assemble_reference(joined), repr(joined)
+
+
+@pytest.mark.parametrize(
+    ("plain", "markup"),
+    [
+        ("Hello   world\n\n  second  paragraph ", "<p>Hello   world</p>\n<p>  second  paragraph </p>"),
+        ("Tabs\tand\u00a0no-break\u3000spaces", "<span>Tabs\tand\u00a0no-break\u3000spaces</span>"),
+        ("In\u200bvis\u00adible\ufeff and con\x07trol", "<p>In\u200bvis\u00adible\ufeff and con\x07trol</p>"),
+        ("AT&T’s “quotes” – dashes…", "<p>AT&amp;T’s “quotes” – dashes…</p>"),
+    ],
+)
+def test_plain_text_and_the_same_text_in_markup_read_alike(plain: str, markup: str) -> None:
+    assert html_to_text(plain) == html_to_text(markup) == html_to_text(html.escape(markup, quote=False))
+
+
+def test_invisible_characters_go_before_parsing_so_they_cannot_hide_a_tag() -> None:
+    assert html_to_text("<scr\u200bipt>alert(1)</scr\u00adipt><p>Hello</p>") == "Hello"
+    assert html_to_text("<p>A\x00B\x01C\x02D</p>") == "ABCD"
+
+
+def _boilerplate_reference(line: str) -> bool:
+    """The boilerplate test as one case-insensitive pattern, "all rights reserved" included."""
+    pattern = "(?:" + "|".join(normalise._BOILERPLATE_LINES) + r"|.*\ball rights reserved\.?)"
+    return re.fullmatch(pattern + normalise._LINE_END, line, re.IGNORECASE) is not None
+
+
+CASE_VARIANTS = [
+    "Advertisement", "ADVERTISEMENT", "AdVeRtIsEmEnT", "ADVERT\u0130SEMENT", "advert\u0131\u017fement", "Sponsored",
+    "\u017fponsored content", "Continue Reading…", "READ MORE »", "Story continues below advertisement",
+    "© 2024 Example Media", "Copyright 2024 Example. ALL RIGHTS RESERVED.", "Example Ltd. All r\u0131ghts reserved.",
+    "PHOTO: Jo Bloggs", "Image Caption, the scene", "(Photo by Kevin Frayer/Getty Images)", "Watch: the vote",
+    "SIGN UP FOR OUR NEWSLETTER", "submitted by /u/someone", "[link] [comments]", "(Reporting by Jo; Editing by Al)",
+    "See omnystudio.com/listener for privacy information.", "[…]", "The post A appeared first on B.",
+    "The senator read more than 40 reports.", "Advertising revenue fell 4% in the quarter.",
+    "All rights reserved, the company said, were waived.", "Photographers gathered outside.",
+]
+
+
+def test_boilerplate_lines_are_recognised_in_any_case_as_by_one_case_insensitive_pattern() -> None:
+    """The lowercased fast path and the gates decide as the single IGNORECASE pattern, also for
+    the letters IGNORECASE spells differently from str.lower ("İ", "ı", "ſ")."""
+    lines = CASE_VARIANTS + [line for text in _feed_markup()[:400] for line in html_to_text(text).split("\n")]
+    for line in {line.strip() for line in lines if line.strip()}:
+        for variant in (line, line.upper(), line.lower(), line.swapcase()):
+            if len(variant) <= normalise._MAX_BOILERPLATE_LINE:
+                expected = _boilerplate_reference(variant)
+                assert (strip_boilerplate(variant) == "") == expected, repr(variant)
+
+
+@pytest.mark.parametrize("line", CASE_VARIANTS[:24])
+def test_boilerplate_in_odd_case_or_entity_encoded_is_still_stripped(line: str) -> None:
+    encoded = "".join(f"&#{ord(ch)};" if ch.isalpha() and i % 3 == 0 else html.escape(ch)
+                      for i, ch in enumerate(line))
+    assert strip_boilerplate(html_to_text(f"<p>{encoded}</p><p>The body.</p>")) == "The body."
+    assert strip_boilerplate(f"The body.\n\n{line}\n") == "The body."
+
+
+def test_lowercasing_matches_ignorecase_for_every_character_but_three() -> None:
+    """Why `_BOILERPLATE_LOWERED` may run on ``line.lower()``: IGNORECASE equates a character with
+    an ASCII letter exactly when str.lower makes it that letter, except "İ", "ı", "ſ"; and
+    lowercasing keeps every character's word / space / digit class."""
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    ignorecase_letters = set(re.findall("[a-z]", "".join(chars), re.IGNORECASE))
+    lowered_to_letters = {ch for ch in chars if ch.lower() in set(string.ascii_lowercase)}
+    assert ignorecase_letters ^ lowered_to_letters == {"\u0130", "\u0131", "\u017f"}
+    single = [ch for ch in chars if len(ch.lower()) == 1]
+    text, lowered = "".join(single), "".join(ch.lower() for ch in single)
+    for cls in (r"\w", r"\s", r"\d"):
+        assert [m.start() for m in re.finditer(cls, text)] == [m.start() for m in re.finditer(cls, lowered)]
+    assert {ch for ch in chars if len(ch.lower()) != 1} == {"\u0130"}
+    assert set(normalise._CASE_SPECIALS) == {"\u0130", "\u0131", "\u017f"}
+
+
+def test_origin_prefilters_cover_every_gate_word_and_credits_read_in_any_case() -> None:
+    for prefilter, gate in zip(normalise._ORIGIN_PREFILTERS, normalise._ORIGIN_GATES, strict=True):
+        assert all(any(short in word for short in prefilter) for word in gate)
+    for credit in ("This article originally appeared in Foreign Policy.",
+                   "THIS ARTICLE ORIGINALLY APPEARED in Foreign Policy.", "It First Appeared on Foreign Policy.",
+                   "REPUBLISHED with permission from Foreign Policy."):
+        assert origin_hint(f"The body.\n\n{credit}") == "Foreign Policy", credit
+
+
+def test_dateline_credit_is_read_up_to_sixty_characters_in() -> None:
+    assert origin_hint("A" * 60 + " (Reuters) - Talks resumed.") is None  # "(" at 61
+    assert origin_hint("A" * 59 + " (Reuters) - Talks resumed.") == "Reuters"
+    assert origin_hint("Intro\n\n  WASHINGTON (AP) — Talks resumed.") == "AP"
+
+
+def test_twelve_hour_clock_is_read_however_am_pm_is_written() -> None:
+    misread = datetime(2023, 12, 16, 2, 2, 33).timetuple()  # what feedparser makes of it
+    for suffix in ("PM", "pm", "P.M.", "p.m"):
+        item = _item(_entry(published=misread, published_raw=f"Sat, Dec 16 2023 02:02:33 {suffix}"))
+        assert item is not None and item.published == datetime(2023, 12, 16, 14, 2, 33, tzinfo=UTC), suffix
+
+
+LINKS = [
+    "https://example.com/a/b?x=1#f", "http://example.com", "https://Example.COM/Path", "HTTPS://example.com/a",
+    "https://example.com/a;params?x=1", "https://example.com/a?", "https://example.com/a#", "https://example.com/a?#",
+    "https://example.com:8443/a", "https://example.com:99999/a", "https://example.com:x/a", "https://user:pw@example.com/",
+    "https://[::1]:8080/a", "https://[::1/a", "https://ex%41mple.com/", "https://exämple.com/", "https://example.com/ä",
+    "https://exa\tmple.com/", "https:///path", "https://:80/", "//example.com/a", "/relative/path", "relative",
+    "?page=2", "#top", "mailto:desk@example.com", "ftp://example.com/f", "https://example.com/a b",
+]
+BASES = ["https://example.com/feed.xml", "http://127.0.0.1:8080/feeds/1.xml", "", "https://[::1/feed", "ftp://x/"]
+
+
+def test_absolute_links_are_what_urljoin_gives() -> None:
+    def reference(link: str, base: str) -> str:
+        link = link.strip()
+        if not link:
+            return ""
+        try:
+            absolute = urljoin(base, link) if base else link
+            parts = urlsplit(absolute)
+        except ValueError:
+            return ""
+        return absolute if parts.scheme.lower() in ("http", "https") and parts.hostname else ""
+
+    feed_links = [e.link for path in sorted(FEEDS.glob("*.xml"))
+                  for e in parse_feed(path.read_bytes(), url="https://example.com/feed.xml").entries]
+    for link in LINKS + feed_links:
+        for base in BASES:
+            assert normalise._absolute_http(link, base) == reference(link, base), (link, base)
+
+
+def test_plain_urls_are_taken_apart_as_urlsplit_does() -> None:
+    for url in LINKS + [canonical_url(link) for link in LINKS]:
+        try:
+            parts = urlsplit(url)
+            expected: object = (parts.scheme.lower(), parts.hostname, parts.port, parts.path, parts.query,
+                                parts.fragment)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = normalise._url_parts(url)
+        except ValueError:
+            got = ValueError
+        assert got == expected, url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://Example.com:80/a?utm_source=rss", "http://example.com/a"),
+        ("https://example.com:8443/x?b=2&a=1#frag", "https://example.com:8443/x?a=1&b=2"),
+        ("https://example.com:99999/x", "https://example.com:99999/x"),  # not a port: left alone
+        ("https://user:secret@Example.com/x", "https://example.com/x"),
+        ("https://example.com/x;v=1?", "https://example.com/x;v=1"),
+    ],
+)
+def test_canonical_url_ports_credentials_and_empty_parts(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_stripping_boilerplate_never_lengthens_a_text() -> None:
+    """`_body_text` relies on it: content longer than the raw summary wins without stripping the summary."""
+    rng = random.Random(3)
+    lines = [*CASE_VARIANTS, "", "  ", "Body text (Photo by Jo/AP) goes on.", "Ends here. Read more »",
+             "Story ADVERTISEMENT continues", "He said so. The post X appeared first on Y."]
+    for _ in range(3_000):
+        text = "\n".join(rng.choice(lines) for _ in range(rng.randint(1, 8)))
+        assert len(strip_boilerplate(text)) <= len(text)
