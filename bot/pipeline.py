@@ -12,6 +12,7 @@ the write and a copy can point at an original written in the same batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -19,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot import dedupe, match, story
+from bot import dedupe, entryspans, match, story
 from bot.config import Config
+from bot.entryspans import SeenSpans, Spans
 from bot.models import Destination, Item
 from bot.normalise import entry_guid, normalise_with_origin
 from bot.parse import ParsedFeed, RawEntry, parse_feed, parse_with_feedparser
@@ -49,15 +51,30 @@ def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, sour
 
 
 def parse_with_guids(body: bytes, *, url: str, content_type: str | None,
-                     guard: ParseGuard | None = None, source_id: int = 0) -> tuple[ParsedFeed, list[str | None]]:
+                     guard: ParseGuard | None = None, source_id: int = 0,
+                     seen: SeenSpans | None = None) -> tuple[ParsedFeed, list[str | None], Spans | None]:
     """Parse, and say each entry's guid where it is known without normalising (see `entry_guid`).
 
+    With ``seen``, the entries this source showed last time are cut out of the body first (see
+    `bot.entryspans`): the feed comes back with only the other entries. The spans are returned so
+    that the caller can `SeenSpans.remember` them once the feed is processed.
+
     Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
+    spans = entryspans.split(body) if seen is not None and source_id not in _no_cut(guard) else None
+    reduced, kept = seen.reduce(source_id, body, spans) if seen is not None else (body, None)
     if guard is None:
-        feed = parse_feed(body, url=url, content_type=content_type)
+        feed = parse_feed(reduced, url=url, content_type=content_type)
     else:
-        feed = guard.parse(source_id, body, url=url, content_type=content_type)
-    return feed, [entry_guid(e, url) for e in feed.entries]
+        feed = guard.parse(source_id, reduced, url=url, content_type=content_type)
+        if kept is not None:
+            feed = guard.check_cut(source_id, feed, body, kept, url=url, content_type=content_type)
+    if feed.parser != "fast":
+        spans = None  # a body only the lenient parser reads is never cut
+    return feed, [entry_guid(e, url) for e in feed.entries], spans
+
+
+def _no_cut(guard: ParseGuard | None) -> set[int]:
+    return guard.no_cut if guard is not None else set()
 
 
 class ParseGuard:
@@ -73,6 +90,9 @@ class ParseGuard:
         self.every = every
         self.max_pinned = max_pinned
         self.pinned: set[int] = set()  # source ids parsed by feedparser only
+        self.no_cut: set[int] = set()  # source ids whose bodies are always parsed whole
+        self.cut_checked = 0
+        self._cuts = 0
         self.checked = 0
         self._count = 0
 
@@ -97,6 +117,32 @@ class ParseGuard:
         log.warning("fast parser disagrees with feedparser; this source is parsed by feedparser from now on",
                     extra={"url": url, "differences": len(diffs), "first": diffs[0]})
         return reference
+
+    def check_cut(self, source_id: int, feed: ParsedFeed, body: bytes, kept: tuple[int, ...], *, url: str,
+                  content_type: str | None) -> ParsedFeed:
+        """One body in ``every`` that had seen entries cut out is also parsed whole, by feedparser,
+        and the entries kept compared with the same entries of the whole feed. On a difference the
+        whole feed is used and this source's bodies are never cut again (logged)."""
+        self._cuts += 1
+        if self._cuts % self.every != 1 and self.every > 1:
+            return feed
+        self.cut_checked += 1
+        from bot.parse_fast import compare_parsed
+
+        whole = parse_with_feedparser(body, url=url, content_type=content_type)
+        if len(whole.entries) > max(kept, default=-1):
+            expected = dataclasses.replace(whole, entries=tuple(whole.entries[i] for i in kept))
+            diffs = compare_parsed(feed, expected, url=url)
+        else:
+            diffs = [f"entry count: the whole feed has {len(whole.entries)}, entry {max(kept)} was kept"]
+        if not diffs:
+            return feed
+        if len(self.no_cut) < self.max_pinned:
+            self.no_cut.add(source_id)
+        log.warning("parsing only the changed entries disagrees with parsing the whole feed; this source's "
+                    "feeds are parsed whole from now on",
+                    extra={"url": url, "differences": len(diffs), "first": diffs[0]})
+        return whole
 
 
 def normalise_entries(entries: Iterable[RawEntry], *, url: str, source_name: str, now: datetime,
@@ -305,6 +351,7 @@ class Pipeline:
         self._parse_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagwire-parse")
         self._lock = asyncio.Lock()
         self.parse_guard = ParseGuard()
+        self.seen_spans = entryspans.SeenSpans()
 
     async def start(self) -> None:
         """Load ids and rebuild the in-memory indexes from the store (recent items, fingerprints)."""
@@ -348,11 +395,19 @@ class Pipeline:
     async def process(self, source: SourceRecord, body: bytes, *, url: str, content_type: str | None) -> ProcessResult:
         loop = asyncio.get_running_loop()
         now_dt = datetime.now(UTC)
-        feed, guids = await loop.run_in_executor(
+        feed, guids, spans = await loop.run_in_executor(
             self._parse_threads,
             lambda: parse_with_guids(body, url=url, content_type=content_type, guard=self.parse_guard,
-                                     source_id=source.id),
+                                     source_id=source.id, seen=self.seen_spans),
         )
+        result = await self._process_parsed(source, feed, guids, url=url, now_dt=now_dt)
+        # every entry of this body is now stored or known: the next poll need not parse them again
+        self.seen_spans.remember(source.id, spans)
+        return result
+
+    async def _process_parsed(self, source: SourceRecord, feed: ParsedFeed, guids: list[str | None], *,
+                              url: str, now_dt: datetime) -> ProcessResult:
+        loop = asyncio.get_running_loop()
         ttl = float(feed.ttl) if feed.ttl else None
         # Entries this source already gave us are dropped below anyway: skip normalising them (most
         # of a changed feed). One poll per source is in flight at a time, so this is race-free;
