@@ -11,8 +11,11 @@ accounting), pinned to CPU 0 where possible while the farm runs on CPU 1:
 been running for a while would hold: the farm's sources (added by everyone, as ``/sources add``
 in the console does), each one's ETag / Last-Modified from its last poll and its next poll on its
 slot, the subscriptions (spread over 100 channels of the ``null`` platform), and, for the steady
-phase, the items every feed showed before round 0 (so the bot knows them, as it would). The
-in-memory fingerprint index is not seeded: it starts empty and grows during the run.
+phase, the items every feed showed before round 0 (so the bot knows them, as it would), with the
+near-duplicate fingerprints of the newest of them, as many as the bot's index holds (200,000), made
+from the farm's real content the way the judge makes them: the bot loads them at start-up, so its
+memory is that of a bot whose index is full; and, per source, the digests of the entries of the
+body it last processed (`bot.entryspans`), as the bot stores them after every changed poll.
 
 ``run`` starts the bot as `bot.app.Tagwire` does (`Core.open`, a `Fetcher`, the `Scheduler`
 driven by APScheduler's one-second dispatch tick, the `Outbox` loop), with two bench-only
@@ -34,6 +37,7 @@ import asyncio
 import gc
 import json
 import logging
+import multiprocessing
 import os
 import resource
 import sqlite3
@@ -54,6 +58,43 @@ from bot.models import MessageKind, OutgoingMessage, SendResult
 
 CHANNELS = 100
 SEEDED_AGE = 3 * 86400.0  # seeded items were first seen this long ago (outside the story window)
+SEEDED_FINGERPRINTS = 200_000  # as many as `bot.dedupe.NearDuplicateIndex` keeps by default
+
+
+def _fingerprint_rows(args: tuple[dict[str, Any], list[tuple[int, int, int]], float]) -> list[tuple[int, float, bytes]]:
+    """Fingerprints of seeded items, (item id, feed, seq) each, as the judge would make them."""
+    from bot import dedupe
+    from bot.normalise import html_to_text, strip_boilerplate
+
+    spec_kw, wanted, seen = args
+    farm = _seed_farm(spec_kw)
+    rows = []
+    for item_id, feed, seq in wanted:
+        title, description, _ = farm.content(feed, seq)
+        fp = dedupe.fingerprint(title, strip_boilerplate(html_to_text(description)))
+        if fp is not None:
+            rows.append((item_id, seen, dedupe.fingerprint_to_bytes(fp)))
+    return rows
+
+
+def _seen_rows(args: tuple[dict[str, Any], str, list[int], int]) -> list[tuple[bytes | None, int]]:
+    """What the store keeps of each feed's last processed body (`bot.entryspans.encode`)."""
+    from bot import entryspans
+
+    spec_kw, base, feeds, seq = args
+    farm = _seed_farm(spec_kw)
+    farm.base = base
+    return [(entryspans.encode(entryspans.split(farm.render(f, seq))), f + 1) for f in feeds]
+
+
+_FARMS: dict[str, Farm] = {}
+
+
+def _seed_farm(spec_kw: dict[str, Any]) -> Farm:
+    key = json.dumps(spec_kw, sort_keys=True)
+    if key not in _FARMS:
+        _FARMS[key] = Farm(FarmSpec(**spec_kw))
+    return _FARMS[key]
 
 
 def peak_rss_mb() -> float:
@@ -231,7 +272,7 @@ def seed(job: dict[str, Any]) -> dict[str, Any]:
         sub_rows,
     )
     subs = cur.rowcount
-    items = 0
+    items = fingerprints = 0
     if steady:
         seen = now - SEEDED_AGE
         batch = []
@@ -253,10 +294,24 @@ def seed(job: dict[str, Any]) -> dict[str, Any]:
                 "VALUES (?,?,?,?,?,'',?,?,?)", batch)
             items += len(batch)
         db.execute("UPDATE sources SET item_count=?", (spec.items,))
+        # the newest items' fingerprints (fingerprinting is slow: both CPUs, before anything is measured)
+        wanted = [(i, f, s) for i, (f, s) in enumerate(
+            ((f, s) for f in range(n) for s in range(1, spec.items + 1)), start=1)][-SEEDED_FINGERPRINTS:]
+        chunks = [(job["farm"], wanted[k:k + 5000], seen) for k in range(0, len(wanted), 5000)]
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            for rows in pool.imap_unordered(_fingerprint_rows, chunks):
+                db.executemany("INSERT INTO fingerprints (item_id, created, data) VALUES (?,?,?)", rows)
+                fingerprints += len(rows)
+            # which entries each source's last body held: a changed feed is parsed without them
+            feed_chunks = [(job["farm"], job["base"], list(range(k, min(n, k + 500))), spec.items)
+                           for k in range(0, n, 500)]
+            for seen_rows in pool.imap_unordered(_seen_rows, feed_chunks):
+                db.executemany("UPDATE sources SET seen_entries=? WHERE id=?", seen_rows)
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    return {"sources": n, "subscriptions": subs, "items": items, "seed_s": time.monotonic() - t0}
+    return {"sources": n, "subscriptions": subs, "items": items, "fingerprints": fingerprints,
+            "seed_s": time.monotonic() - t0}
 
 
 async def run_bot(job: dict[str, Any]) -> dict[str, Any]:

@@ -3,29 +3,26 @@
 A changed feed usually differs from its previous version by an entry or two at the top; the other
 48 are byte for byte what the bot parsed a minute ago and dropped as known. `split` cuts a body into
 its entries' byte spans (``<item>…</item>`` / ``<entry>…</entry>``) and the skeleton around them;
-`SeenSpans` remembers, per source, a digest of each span it processed and of the skeleton's
-markup. When the markup around the entries is the same as last time (same tags and attributes:
-namespaces, ``xml:base``, encoding), `SeenSpans.reduce` returns the body without the entries it has
-seen, and the parser reads only the rest: same feed fields, only the new entries.
+`encode` gives what the store keeps with the source once the body is processed: a digest of each
+span and of the skeleton's markup. When the markup around the entries is the same as last time
+(same tags and attributes: namespaces, ``xml:base``, encoding), `reduce` returns the body without
+the entries already seen, and the parser reads only the rest: same feed fields, only the new ones.
 
 Cutting bytes is only sound where the cut is at real element boundaries, so `split` refuses (None,
 and the whole body is parsed) whenever it cannot be sure: prefixed or nested entry elements, entry
 tags inside CDATA sections, comments or processing instructions, a DOCTYPE, a byte order mark or
-NUL bytes (UTF-16/32), an unbalanced sequence of tags. An entry that reappears unchanged after a
-restart is parsed again (the memory is per process) and dropped by the store's guid check as before.
+NUL bytes (UTF-16/32), an unbalanced sequence of tags.
 
-Pure and CPU-light (regular expressions and BLAKE2 digests, in C); `SeenSpans` is bounded.
+Pure and CPU-light (regular expressions and BLAKE2 digests, in C).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["SeenSpans", "Spans", "split"]
+__all__ = ["Spans", "encode", "reduce", "split"]
 
 _ENTRY_TAG = re.compile(rb"<(/?)(item|entry)(?=[\s/>])[^>]*>")
 _PREFIXED_ENTRY = re.compile(rb"</?[A-Za-z_][\w.-]*:(?:item|entry)[\s/>]")
@@ -88,53 +85,31 @@ def split(body: bytes) -> Spans | None:
     return Spans(tuple(bounds), tuple(_digest(body[a:b]) for a, b in bounds), context)
 
 
-class SeenSpans:
-    """Per source, the digests of the entry spans last processed and of their context; bounded
-    (least recently used sources are forgotten first). Thread-safe."""
+def encode(spans: Spans | None) -> bytes | None:
+    """What to remember of a processed body (stored with its source): its context and entry
+    digests, about 8 bytes per entry. None for a body that was not cut into spans."""
+    if spans is None:
+        return None
+    return spans.context + b"".join(spans.digests)
 
-    def __init__(self, max_sources: int = 50_000) -> None:
-        self.max_sources = max_sources
-        self._seen: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()  # id -> (context, digests)
-        self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def reduce(self, source_id: int, body: bytes, spans: Spans | None) -> tuple[bytes, tuple[int, ...] | None]:
-        """``body`` without the entries this source showed last time, and the indices of the
-        entries kept; (``body``, None) when nothing can be left out."""
-        if spans is None:
-            return body, None
-        with self._lock:
-            seen = self._seen.get(source_id)
-        if seen is None or seen[0] != spans.context:
-            return body, None
-        known = {seen[1][i:i + _DIGEST] for i in range(0, len(seen[1]), _DIGEST)}
-        parts: list[bytes] = []
-        kept: list[int] = []
-        at = 0
-        for i, ((a, b), digest) in enumerate(zip(spans.bounds, spans.digests, strict=True)):
-            if digest in known:
-                parts.append(body[at:a])
-                at = b
-            else:
-                kept.append(i)
-        if len(kept) == len(spans.bounds):
-            return body, None
-        parts.append(body[at:])
-        return b"".join(parts), tuple(kept)
-
-    def remember(self, source_id: int, spans: Spans | None) -> None:
-        """Call once every entry of the body has been processed (stored, or dropped as known)."""
-        with self._lock:
-            if spans is None:
-                self._seen.pop(source_id, None)
-                return
-            self._seen[source_id] = (spans.context, b"".join(spans.digests))
-            self._seen.move_to_end(source_id)
-            while len(self._seen) > self.max_sources:
-                self._seen.popitem(last=False)
-
-    def forget(self, source_id: int) -> None:
-        with self._lock:
-            self._seen.pop(source_id, None)
+def reduce(body: bytes, spans: Spans | None, seen: bytes | None) -> tuple[bytes, tuple[int, ...] | None]:
+    """``body`` without the entries remembered in ``seen`` (`encode` of the source's previous
+    body), and the indices of the entries kept; (``body``, None) when nothing can be left out:
+    no spans, nothing remembered, other markup around the entries, or every entry new."""
+    if spans is None or not seen or len(seen) % _DIGEST or seen[:_DIGEST] != spans.context:
+        return body, None
+    known = {seen[i:i + _DIGEST] for i in range(_DIGEST, len(seen), _DIGEST)}
+    parts: list[bytes] = []
+    kept: list[int] = []
+    at = 0
+    for i, ((a, b), digest) in enumerate(zip(spans.bounds, spans.digests, strict=True)):
+        if digest in known:
+            parts.append(body[at:a])
+            at = b
+        else:
+            kept.append(i)
+    if len(kept) == len(spans.bounds):
+        return body, None
+    parts.append(body[at:])
+    return b"".join(parts), tuple(kept)

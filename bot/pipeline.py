@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 
 from bot import dedupe, entryspans, match, story
 from bot.config import Config
-from bot.entryspans import SeenSpans, Spans
 from bot.models import Destination, Item
 from bot.normalise import entry_guid, normalise_with_origin
 from bot.parse import ParsedFeed, RawEntry, parse_feed, parse_with_feedparser
@@ -50,31 +49,28 @@ def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, sour
                              ttl=float(feed.ttl) if feed.ttl else None)
 
 
-def parse_with_guids(body: bytes, *, url: str, content_type: str | None,
-                     guard: ParseGuard | None = None, source_id: int = 0,
-                     seen: SeenSpans | None = None) -> tuple[ParsedFeed, list[str | None], Spans | None]:
+def parse_with_guids(body: bytes, *, url: str, content_type: str | None, guard: ParseGuard | None = None,
+                     source_id: int = 0, seen: bytes | None = None,
+                     ) -> tuple[ParsedFeed, list[str | None], bytes | None]:
     """Parse, and say each entry's guid where it is known without normalising (see `entry_guid`).
 
-    With ``seen``, the entries this source showed last time are cut out of the body first (see
-    `bot.entryspans`): the feed comes back with only the other entries. The spans are returned so
-    that the caller can `SeenSpans.remember` them once the feed is processed.
+    ``seen``: what `bot.entryspans.encode` gave for this source's previous body: the entries found
+    there unchanged are cut out first and the feed comes back with only the others. Returns, last,
+    what to remember of this body once it is processed (None: nothing; it was not cut into spans).
 
     Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
-    spans = entryspans.split(body) if seen is not None and source_id not in _no_cut(guard) else None
-    reduced, kept = seen.reduce(source_id, body, spans) if seen is not None else (body, None)
+    cut_ok = guard is None or source_id not in guard.no_cut
+    spans = entryspans.split(body) if cut_ok else None
+    reduced, kept = entryspans.reduce(body, spans, seen)
     if guard is None:
         feed = parse_feed(reduced, url=url, content_type=content_type)
     else:
         feed = guard.parse(source_id, reduced, url=url, content_type=content_type)
         if kept is not None:
             feed = guard.check_cut(source_id, feed, body, kept, url=url, content_type=content_type)
-    if feed.parser != "fast":
+    if feed.parser != "fast" or (guard is not None and source_id in guard.no_cut):
         spans = None  # a body only the lenient parser reads is never cut
-    return feed, [entry_guid(e, url) for e in feed.entries], spans
-
-
-def _no_cut(guard: ParseGuard | None) -> set[int]:
-    return guard.no_cut if guard is not None else set()
+    return feed, [entry_guid(e, url) for e in feed.entries], entryspans.encode(spans)
 
 
 class ParseGuard:
@@ -337,6 +333,7 @@ class ProcessResult:
     new_items: int
     stats: JudgeStats = field(default_factory=JudgeStats)
     ttl: float | None = None
+    seen_entries: bytes | None = None  # what to store for cutting the next body (bot.entryspans)
 
 
 class Pipeline:
@@ -351,7 +348,6 @@ class Pipeline:
         self._parse_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagwire-parse")
         self._lock = asyncio.Lock()
         self.parse_guard = ParseGuard()
-        self.seen_spans = entryspans.SeenSpans()
 
     async def start(self) -> None:
         """Load ids and rebuild the in-memory indexes from the store (recent items, fingerprints)."""
@@ -395,14 +391,15 @@ class Pipeline:
     async def process(self, source: SourceRecord, body: bytes, *, url: str, content_type: str | None) -> ProcessResult:
         loop = asyncio.get_running_loop()
         now_dt = datetime.now(UTC)
-        feed, guids, spans = await loop.run_in_executor(
+        feed, guids, seen = await loop.run_in_executor(
             self._parse_threads,
             lambda: parse_with_guids(body, url=url, content_type=content_type, guard=self.parse_guard,
-                                     source_id=source.id, seen=self.seen_spans),
+                                     source_id=source.id, seen=source.seen_entries),
         )
         result = await self._process_parsed(source, feed, guids, url=url, now_dt=now_dt)
         # every entry of this body is now stored or known: the next poll need not parse them again
-        self.seen_spans.remember(source.id, spans)
+        # (the scheduler stores this with the poll's outcome)
+        result.seen_entries = seen
         return result
 
     async def _process_parsed(self, source: SourceRecord, feed: ParsedFeed, guids: list[str | None], *,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import EllipsisType
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -178,11 +179,13 @@ class Scheduler:
             )
             new_items = 0
             hint = result.max_age
+            seen_entries: bytes | EllipsisType | None = ...  # kept as stored unless a body was processed
             if result.status == "ok" and result.body is not None:
                 processed = await self.pipeline.process(
                     src, result.body, url=result.url, content_type=result.content_type
                 )
                 new_items = processed.new_items
+                seen_entries = processed.seen_entries
                 if processed.ttl is not None:
                     hint = max(hint or 0.0, processed.ttl)
             now = self.clock()
@@ -195,6 +198,7 @@ class Scheduler:
                 last_modified=result.last_modified,
                 body_hash=result.body_hash,
                 baseline_done=result.status == "ok",
+                seen_entries=seen_entries,
             )
             if src.state == "failing":
                 log.info("source recovered", extra={"source": src.name, "url": src.url})

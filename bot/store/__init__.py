@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Protocol
 
 from bot.models import Destination, Item
@@ -32,6 +33,7 @@ class SourceRecord:
     body_hash: str | None
     baseline_done: bool
     item_count: int
+    seen_entries: bytes | None = None  # digests of the last parsed body's entries (bot.entryspans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class Store(Protocol):
         last_modified: str | None,
         body_hash: str | None,
         baseline_done: bool,
+        seen_entries: bytes | EllipsisType | None = ...,
     ) -> None: ...
     async def record_poll_failure(
         self, source_id: int, *, now: float, next_poll: float, error: str, failing: bool

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import aiosqlite
@@ -35,8 +36,9 @@ log = logging.getLogger("tagwire.store")
 
 _SOURCE_COLS = (
     "id, url, name, interval, in_config, state, next_poll, last_poll, last_success, "
-    "consecutive_failures, last_error, etag, last_modified, body_hash, baseline_done, item_count"
+    "consecutive_failures, last_error, etag, last_modified, body_hash, baseline_done, item_count, seen_entries"
 )
+_SOURCE_FIELDS = len(_SOURCE_COLS.split(","))
 _ITEM_COLS = (
     "i.id, s.name, i.url, i.title, i.text, i.summary, i.published, i.seen, i.story_id, "
     "i.duplicate_of, i.categories, i.source_id"
@@ -72,6 +74,7 @@ def _source(row: Iterable[Any]) -> SourceRecord:
         body_hash=r[13],
         baseline_done=bool(r[14]),
         item_count=r[15],
+        seen_entries=r[16],
     )
 
 
@@ -286,7 +289,7 @@ class SQLiteStore:
                 "WHERE o.workspace IN ('', ?) GROUP BY s.id ORDER BY o.name",
                 (workspace,),
             )
-        return [(_source(r[:16]), r[16]) for r in rows]
+        return [(_source(r[:_SOURCE_FIELDS]), r[_SOURCE_FIELDS]) for r in rows]
 
     async def visible_source_ids(self, workspace: str) -> set[int]:
         """The sources a workspace can see: everyone's ('') and its own."""
@@ -329,12 +332,17 @@ class SQLiteStore:
         last_modified: str | None,
         body_hash: str | None,
         baseline_done: bool,
+        seen_entries: bytes | EllipsisType | None = ...,
     ) -> None:
+        """``seen_entries``: the processed body's entry digests (`bot.entryspans.encode`), None to
+        forget them, ``...`` (a 304 or an unchanged body) to keep what is stored."""
         await self._write1(
             "UPDATE sources SET state='ok', last_poll=?, last_success=?, next_poll=?, "
             "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
-            "baseline_done=MAX(baseline_done, ?) WHERE id=?",
-            (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done), source_id),
+            "baseline_done=MAX(baseline_done, ?), seen_entries=CASE WHEN ? THEN ? ELSE seen_entries END "
+            "WHERE id=?",
+            (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done),
+             int(seen_entries is not ...), None if seen_entries is ... else seen_entries, source_id),
         )
 
     async def record_poll_failure(
