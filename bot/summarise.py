@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import chain, islice
 
 from bot.normalise import strip_boilerplate
 
@@ -59,7 +60,11 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a plain text, in order, stripped; line breaks always end a sentence."""
-    sentences: list[str] = []
+    return list(_iter_sentences(text))
+
+
+def _iter_sentences(text: str) -> Iterator[str]:
+    """`split_sentences`, one at a time (a summary rarely needs more than the first few)."""
     start = 0
     for match in _CANDIDATE.finditer(text):
         end = match.end()
@@ -67,12 +72,11 @@ def split_sentences(text: str) -> list[str]:
             continue
         sentence = text[start:end].strip()
         if sentence:
-            sentences.append(" ".join(sentence.split()))
+            yield " ".join(sentence.split())
         start = end
     rest = text[start:].strip()
     if rest:
-        sentences.append(" ".join(rest.split()))
-    return sentences
+        yield " ".join(rest.split())
 
 
 def _is_boundary(text: str, punct_start: int, punct_end: int) -> bool:
@@ -109,28 +113,34 @@ def summarise(title: str, text: str, terms: Sequence[str] = (), limit: int = 400
     """
     if limit <= 1:
         return ""
-    sentences = split_sentences(strip_boilerplate(text))
-    if not sentences:
-        return ""
+    clean = strip_boilerplate(text)
     title_key = _tokens(title)
-    while sentences and _repeats_title(sentences[0], title_key):
-        sentences.pop(0)
-    if not sentences:
+    sentences = _iter_sentences(clean)
+    first = next(sentences, None)
+    while first is not None and _repeats_title(first, title_key):
+        first = next(sentences, None)
+    if first is None:
         return ""
-    sentences = [_terminated(s) for s in sentences]
+    # the lead: only the first sentences are looked at unless a term has to be found further on
+    rest = (_terminated(s) for s in sentences)
+    head = [_terminated(first), *islice(rest, LEAD_SENTENCES - 1)]
 
     folded_terms = [t for t in (_fold(_CAMEL.sub(" ", term)) for term in terms) if t]
-    lead = _take(sentences, limit)
+    lead = _take(head, limit)
     if not folded_terms or any(_mentions(s, folded_terms) for s in lead):
-        return _join(lead, sentences, limit)
+        return _join(lead, head, limit)
+    # a sentence can only mention a term the whole text mentions: look no further when it does not
+    compact_text = _fold(clean).replace(" ", "")
+    if not any(t.replace(" ", "") in compact_text for t in folded_terms):
+        return _join(lead, head, limit)
 
-    term_index = next((i for i, s in enumerate(sentences) if _mentions(s, folded_terms)), None)
-    if term_index is None:
-        return _join(lead, sentences, limit)
-    term_sentence = sentences[term_index]
+    found = next(((i, s) for i, s in enumerate(chain(head, rest)) if _mentions(s, folded_terms)), None)
+    if found is None:
+        return _join(lead, head, limit)
+    term_index, term_sentence = found
     chosen: list[str] = []
     used = len(term_sentence) if len(term_sentence) <= limit else limit
-    for sentence in sentences[: min(term_index, LEAD_SENTENCES)]:
+    for sentence in head[: min(term_index, LEAD_SENTENCES)]:
         extra = len(sentence) + 3  # " … " or " " separator
         if used + extra > limit:
             break
@@ -139,7 +149,7 @@ def summarise(title: str, text: str, terms: Sequence[str] = (), limit: int = 400
     if not chosen:
         room = limit - len(term_sentence) - 3
         if room >= 60:  # a shortened lead still helps; otherwise show the term's sentence alone
-            return _cut(sentences[0], room) + " " + term_sentence
+            return _cut(head[0], room) + " " + term_sentence
         return _cut(term_sentence, limit)
     gap = len(chosen) < term_index
     return " ".join(chosen) + (" … " if gap else " ") + term_sentence
@@ -190,8 +200,12 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if text.isascii():  # NFKD changes no ASCII text, casefold() is lower(), nothing is combining
+        stripped = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.casefold())
+        stripped = decomposed if decomposed.isascii() else "".join(
+            ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(_WORD.findall(stripped.replace("_", " ")))
 
 

@@ -121,3 +121,20 @@ def test_a_standfirst_without_a_full_stop_gets_one_when_joined() -> None:
     assert summarise("Pentagon report", text) == (
         "Defense department says wild weather could endanger 1,700 sites. Nearly half of US bases are at risk."
     )
+
+
+def test_a_term_mentioned_only_far_down_a_long_article_is_still_shown() -> None:
+    """Only the lead is split unless it lacks the term; then the search goes as far as it takes,
+    and accents or case in the article do not hide the term."""
+    filler = " ".join(f"Paragraph {i} describes the harbour works in some detail." for i in range(80))
+    text = f"The port opened on Monday. {filler} Critics said Zhōngyī Liú had ignored the safety report."
+    summary = summarise("Port opens", text, ["#LiuZhongyi", "zhongyi liu"], limit=400)
+    assert summary.startswith("The port opened on Monday.")
+    assert summary.endswith("Critics said Zhōngyī Liú had ignored the safety report.")
+    assert " … " in summary
+
+
+def test_a_term_the_article_never_mentions_leaves_the_plain_lead() -> None:
+    text = "The port opened on Monday. Ships queued all day. Officials praised the work. A fourth line."
+    assert summarise("Port opens", text, ["ferry strike"], limit=400) == (
+        "The port opened on Monday. Ships queued all day. Officials praised the work.")
