@@ -82,7 +82,7 @@ class ParseGuard:
     and a feedparser upgrade changing what its internals do. Thread-safe enough for the parse pool:
     the counter may skip or repeat a check under a race, which costs nothing."""
 
-    def __init__(self, every: int = 200, max_pinned: int = 100_000) -> None:
+    def __init__(self, every: int = 500, max_pinned: int = 100_000) -> None:
         self.every = every
         self.max_pinned = max_pinned
         self.pinned: set[int] = set()  # source ids parsed by feedparser only
