@@ -10,7 +10,9 @@ long tail of made-up names that rarely match, as real users' niche tags do.
 Prints items per CPU-second (one core; process time, so other load on the machine matters less) for
 document(), match() and both; the parse and index build CPU time; memory (tracemalloc) of the parsed
 queries alone ("query MB") and of what a running bot keeps: the index with its queries ("bot MB");
-and a calibration figure to compare machines.
+the resident memory a fresh process gains by loading the subscriptions the way the pipeline does
+(parse each, `set()` it, first `match()`: "RSS MB", and its high-water mark "peak MB"); and a
+calibration figure to compare machines.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import gc
 import html
 import random
 import re
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections import Counter
@@ -124,6 +128,42 @@ def memory(query_texts: list[str]) -> tuple[float, float]:
     return parsed / 1e6, retained / 1e6
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # not Linux
+
+
+def load_rss(query_texts: list[str], doc: tuple[str, str, str]) -> tuple[float, float]:
+    """(MB of resident memory gained, MB of its high-water mark) by loading the subscriptions as the
+    pipeline does. Run in a fresh process (see `rss_in_child`): RSS never shrinks back."""
+    keys = list(range(len(query_texts)))  # the store's ids exist before the queries are parsed
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the high-water mark
+    except OSError:
+        pass
+    before = _status_mb("VmRSS")
+    index: MatchIndex[int] = MatchIndex()
+    for key, text in zip(keys, query_texts, strict=True):
+        index.set(key, parse_query(text))
+    index.match(document(*doc))
+    gc.collect()
+    return _status_mb("VmRSS") - before, _status_mb("VmHWM") - before
+
+
+def rss_in_child(n: int, args: argparse.Namespace) -> tuple[float, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.match_bench", "--rss-child", str(n), "--seed", str(args.seed),
+         "--items", str(args.items), "--data", str(args.data)],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def run(items: list[tuple[str, str, str]], query_texts: list[str]) -> dict[str, float]:
     clock = time.process_time
     parse_query.cache_clear()
@@ -171,28 +211,35 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     rng = random.Random(args.seed)
     headlines, summaries, sources = load_text(args.data)
     items = make_items(args.items, rng, headlines, summaries, sources)
     sizes = [int(s) for s in args.subs.split(",")]
+    if args.rss_child:  # the same queries as the parent's first n
+        texts = make_queries(max(max(sizes), args.rss_child), rng, headlines, sources)[: args.rss_child]
+        del headlines, summaries, sources
+        print(*(f"{mb:.1f}" for mb in load_rss(texts, items[0])))
+        return
     query_texts = make_queries(max(sizes), rng, headlines, sources)
     avg = sum(len(t) + len(b) for t, b, _ in items) / len(items)
     print(
         f"{len(items)} items, {avg:.0f} characters of title+body on average; "
         f"calibration: {calibration():.0f} us per 1000 set insertions"
     )
-    print("CPU seconds and items per CPU second (one core); MB traced by tracemalloc")
+    print("CPU seconds and items per CPU second (one core); MB traced by tracemalloc, RSS of a fresh process")
     print(
         f"{'subs':>7} {'distinct':>8} {'parse s':>7} {'build s':>7} {'query MB':>8} {'bot MB':>8} "
-        f"{'doc/s':>7} {'match/s':>7} {'items/s':>7} {'hits/item':>9}"
+        f"{'RSS MB':>7} {'peak MB':>7} {'doc/s':>7} {'match/s':>7} {'items/s':>7} {'hits/item':>9}"
     )
     for n in sizes:
         r = run(items, query_texts[:n])
         q_mb, i_mb = memory(query_texts[:n])
+        rss, peak = rss_in_child(n, args)
         print(
             f"{n:>7} {r['distinct']:>8.0f} {r['parse_s']:>7.2f} {r['build_s']:>7.2f} {q_mb:>8.1f} {i_mb:>8.1f} "
-            f"{r['doc_per_s']:>7.0f} {r['match_per_s']:>7.0f} {r['items_per_s']:>7.0f} "
+            f"{rss:>7.1f} {peak:>7.1f} {r['doc_per_s']:>7.0f} {r['match_per_s']:>7.0f} {r['items_per_s']:>7.0f} "
             f"{r['matches_per_item']:>9.1f}"
         )
 

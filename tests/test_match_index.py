@@ -166,3 +166,80 @@ def test_bulk_load_is_folded_inline_by_the_first_match() -> None:
 def test_empty_index_and_empty_document() -> None:
     assert MatchIndex().match(document("anything", "")) == {}
     assert MatchIndex({1: parse_query("x")}).match(document("", "", "")) == {}
+
+
+def test_subscriptions_typed_alike_share_a_result_and_outlive_each_other() -> None:
+    """Many channels subscribe to one tag: one compiled query, one result; removing one leaves the rest."""
+    index = MatchIndex({"a": parse_query("#LiuZhongyi"), "b": parse_query("#LiuZhongyi")}, auto_rebuild=False)
+    doc = document("Liu Zhongyi arrested", "")
+    found = index.match(doc)
+    assert set(found) == {"a", "b"} and found["a"] is found["b"]
+    assert index.remove("a")
+    assert set(index.match(doc)) == {"b"}  # before the rebuild
+    index.rebuild()
+    assert set(index.match(doc)) == {"b"}
+    assert index.get("b") == parse_query("#LiuZhongyi") and "a" not in index
+
+
+def test_spellings_with_one_normal_form_match_alike_and_keep_their_own_text() -> None:
+    spellings = {1: "scam centres", 2: "scam AND centres", 3: "SCAM centres"}
+    index = MatchIndex({k: parse_query(text) for k, text in spellings.items()})
+    found = index.match(document("Scam centres raided", ""))
+    assert set(found) == {1, 2, 3}
+    assert found[1] == found[2] == found[3]  # equal results: same normal form, same terms
+    assert {k: index.get(k) for k in spellings} == {k: parse_query(text) for k, text in spellings.items()}
+    assert [index.get(k).text for k in spellings] == list(spellings.values())  # type: ignore[union-attr]
+
+
+def test_an_or_names_every_term_that_fired_however_it_was_reached() -> None:
+    index = MatchIndex(
+        {"or": parse_query("#LiuZhongyi OR myanmar OR thailand"), "x": parse_query("(myanmar OR laos) -sport")}
+    )
+    assert index.match(document("Myanmar", ""))["or"].terms == ("myanmar",)
+    assert index.match(document("LiuZhongyi in Thailand", ""))["or"].terms == ("#LiuZhongyi", "thailand")
+    assert index.match(document("Liu Zhongyi, LiuZhongyi", ""))["or"].terms == ("#LiuZhongyi",)  # two keys, one term
+    assert index.match(document("Myanmar and Laos", ""))["x"].terms == ("myanmar", "laos")
+    assert "x" not in index.match(document("Myanmar and Laos sport", ""))
+
+
+def test_an_and_of_several_clauses_needs_every_one() -> None:
+    index = MatchIndex(
+        {"three": parse_query("myanmar scam #LiuZhongyi"), "or": parse_query("(myanmar OR laos) scam -sport")}
+    )
+    assert set(index.match(document("Myanmar scam", "LiuZhongyi"))) == {"three", "or"}
+    assert set(index.match(document("Myanmar scam", "Liu Yang"))) == {"or"}
+    assert index.match(document("Laos scam", "sport")) == {}
+    found = index.match(document("Myanmar scam", "LiuZhongyi sport"))
+    assert set(found) == {"three"} and found["three"].terms == ("myanmar", "scam", "#LiuZhongyi")
+
+
+def test_words_gone_from_every_subscription_and_back_still_match() -> None:
+    """Keys of removed subscriptions may stay in the automaton for a while; a key that comes back works."""
+    index: MatchIndex[int] = MatchIndex({i: parse_query(f"word{i}") for i in range(50)}, auto_rebuild=False)
+    for i in range(50):
+        index.remove(i)
+    index.rebuild()
+    assert index.match(document("word7", "")) == {}
+    index.set(7, parse_query("word7 OR newword"))
+    index.rebuild()
+    assert set(index.match(document("word7", ""))) == {7}
+    assert set(index.match(document("newword", ""))) == {7}
+
+
+def test_matching_during_a_bulk_load_sees_every_subscription() -> None:
+    """A bulk load is compiled while another thread matches: each match sees all of it, before and after."""
+    index: MatchIndex[int] = MatchIndex(auto_rebuild=False)  # the worker evaluates what is pending meanwhile
+    n = index.REBUILD_INLINE_CHANGES * 2
+    for i in range(n):
+        index.set(i, parse_query(f"word{i % 100} OR #Tag{i}"))
+    doc = document("word7 and Tag3", "")
+    expected = {i for i in range(n) if i % 100 == 7 or i == 3}
+    seen: list[set[int]] = []
+    worker = threading.Thread(target=lambda: seen.extend(set(index.match(doc)) for _ in range(8)))
+    worker.start()
+    index.rebuild()
+    worker.join(timeout=60)
+    assert seen and all(found == expected for found in seen)
+    found = index.match(doc)
+    assert index.pending == 0 and set(found) == expected
+    assert (found[3].terms, found[7].terms, found[107].terms) == (("#Tag3",), ("word7",), ("word7",))

@@ -2,12 +2,26 @@
 
 Matching an item: the automaton runs once over each normalised stream of the item (title, body,
 source; see `bot.match.text`) and reports every key that occurs, overlapping ones included ("liu" and
-"liu zhongyi" both fire). A key in a field is an *atom*. Each distinct query (by normal form; many
-subscriptions share one) has an *anchor*: atoms one of which must occur for the query to be true.
-Every query needs a positive term (see `parse_query`), so candidate selection by anchor is exact.
-Single-term queries (most of them) need no evaluation: their ready results are copied in one step.
-Other queries are evaluated only when their anchor fired, and an AND of clauses only tests the clauses
-other than its anchor.
+"liu zhongyi" both fire). A key in a field is an *atom*. Each distinct query text (many subscriptions
+share one: the same tag typed by many channels) is compiled once into a *form*; every query needs a
+positive term (see `parse_query`), so each form has *anchor* atoms one of which must fire for it to
+be true, and is only looked at when one does.
+
+A snapshot files each form under its atoms, so that matching is mostly dict updates done in C:
+
+- ``direct[atom]``: the subscriptions that match as soon as the atom fires, with ready results:
+  single-term queries, ORs of terms, and either with exclusions (``myanmar -sport``), whose keys
+  ``negs[atom]`` takes out again when an excluded atom fired too. An OR's ready result names the
+  terms of the atom that fired; an OR reached through two of its atoms (``ors``) has its terms
+  worked out.
+- ``pairs[atom][other]``: an AND of clauses, filed under its two rarest clauses, so ``scam centres``
+  costs a set intersection (``pairs[atom].keys() & fired``) unless both fired.
+- ``slow[atom]``: other shapes, evaluated when an anchor atom fired.
+
+Forms are immutable and shared by successive snapshots, as are key ids (a key keeps its id while
+it is in the automaton), so a rebuild compiles only new queries and builds a new automaton only when
+a new key appears (or many are gone). The index keeps no `Query` objects: `get()` and
+`MatchResult.query` parse the form's text again (`parse_query` caches).
 
 Concurrency: a *snapshot* (automaton and tables) is immutable once built. ``set()``/``remove()`` are
 cheap: they record the change, and ``match()`` applies recorded changes at once by evaluating those
@@ -19,48 +33,45 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from operator import itemgetter
+from typing import Any, Generic, TypeVar
 
 import ahocorasick
 
-from bot.match.query import And, Node, Not, Query, Term, positive_terms
+from bot.match.query import And, Node, Not, Or, Query, Term, parse_query, positive_terms
 from bot.match.text import Document
 
 K = TypeVar("K", bound=Hashable)
 
 _SCOPES = {"": 0, "title": 1, "source": 2}
-_TERM, _AND, _OR, _NOT = 0, 1, 2, 3
+_TERM, _AND, _OR, _NOT = 0, 1, 2, 3  # compiled expressions of _EXPR forms
+_DIRECT, _PAIR, _EXPR = 0, 1, 2  # kinds of _Form
 
-# Compiled expressions: (_TERM, atoms, display, cost) | (_AND | _OR, tuple[Expr, ...]) | (_NOT, Expr).
-# An atom is key_id * 3 + scope (0: title or body, 1: title, 2: source).
-TermExpr = tuple[int, tuple[int, ...], str, float]
+# An atom is key id + scope (0: title or body, 1: title, 2: source); key ids are multiples of 3.
+# Expressions: (_TERM, atoms) | (_AND | _OR, tuple[Expr, ...]) | (_NOT, Expr).
+Atoms = tuple[int, ...]
 Expr = tuple
 
 
 class MatchResult(tuple):  # an immutable value; a tuple keeps creating one cheap
     """Why a subscription matched: its ``query`` and the positive ``terms`` that occur in the item.
 
-    ``terms`` (query syntax without field, as in `Query.terms`) is worked out when read: an item can
-    match thousands of subscriptions, and most callers only look at a few results' terms.
+    ``terms`` is in query syntax without field, in the order of `Query.terms`. Subscriptions whose
+    queries are typed alike share one result.
     """
 
     __slots__ = ()
 
     def __new__(cls, query: Query, terms: tuple[str, ...]) -> MatchResult:
-        return tuple.__new__(cls, (query, terms, (), None))
+        return tuple.__new__(cls, (query, tuple(terms)))
 
     @property
     def query(self) -> Query:
-        return self[0]
+        query = self[0]  # the index stores the query's text: it keeps no Query objects
+        return query if isinstance(query, Query) else parse_query(query)
 
-    @property
-    def terms(self) -> tuple[str, ...]:
-        terms = self[1]
-        if terms is None:  # built by the index: (query, None, term expressions, fired atoms)
-            fired = self[3]
-            terms = tuple(t[2] for t in self[2] if not fired.isdisjoint(t[1]))
-        return terms
+    terms = property(itemgetter(1), doc="The positive terms that occur, as in `Query.terms`.")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MatchResult) and (other.query, other.terms) == (self.query, self.terms)
@@ -75,131 +86,204 @@ class MatchResult(tuple):  # an immutable value; a tuple keeps creating one chea
         return f"MatchResult(query={self.query.normal_form!r}, terms={self.terms!r})"
 
 
-_new_result = tuple.__new__
+_new_tuple = tuple.__new__
+_second = itemgetter(1)
+_plus_1 = (1).__add__
 
 
-class _Builder:
-    """Compiles queries for one snapshot: dense key ids, one shared expression per distinct Term."""
+class _Form:
+    """A distinct query text, compiled; immutable and shared by successive snapshots.
 
-    __slots__ = ("keys", "strs", "term_exprs")
+    - ``result``: the ready result when the terms that fire do not vary (every positive term is
+      required); else None, and ``terms`` ((display, atoms), ...) lets `_exact` work them out.
+    - ``kind`` _DIRECT (one positive clause: a term or an OR of terms): ``anchor`` its atoms, and for
+      an OR ``extra`` the ready result per anchor atom (naming the terms of that atom).
+    - ``kind`` _PAIR (an AND of clauses): ``anchor`` the rarest clause, ``extra`` the others by rarity.
+    - ``kind`` _EXPR (other shapes): ``anchor`` atoms one of which must fire, ``extra`` the expression.
+    - ``neg``: atoms none of which may fire (excluded clauses of _DIRECT and _PAIR), or None.
+    """
+
+    __slots__ = ("anchor", "extra", "kind", "neg", "result", "terms", "text")
+
+    def __init__(
+        self,
+        text: str,
+        kind: int,
+        anchor: Atoms,
+        neg: Atoms | None,
+        result: MatchResult | None,
+        terms: tuple[tuple[str, Atoms], ...] | None,
+        extra: Any,
+    ) -> None:
+        self.text = text
+        self.kind = kind
+        self.anchor = anchor
+        self.neg = neg
+        self.result = result
+        self.terms = terms
+        self.extra = extra
+
+    def atoms(self) -> Iterable[int]:
+        """Every atom the form uses."""
+        yield from self.anchor
+        if self.neg is not None:
+            yield from self.neg
+        if self.terms is not None:
+            yield from (a for _, atoms in self.terms for a in atoms)
+        if self.kind == _PAIR:
+            yield from (a for clause in self.extra for a in clause)
+        elif self.kind == _EXPR:
+            yield from _expr_atoms(self.extra)
+
+
+def _text(form: _Form | MatchResult) -> str:
+    return form[0] if type(form) is MatchResult else form.text  # type: ignore[union-attr,return-value]
+
+
+def _exact(form: _Form, fired: set[int]) -> MatchResult:
+    """The result of a matching form whose terms vary: those of its terms that fired."""
+    return _new_tuple(MatchResult, (form.text, tuple(d for d, atoms in form.terms if not fired.isdisjoint(atoms))))
+
+
+class _Keys:
+    """Key strings -> ids, shared by successive snapshots; a key keeps its id while an automaton has it.
+
+    Ids are never reused; they are multiples of 3, so that an id is also the key's title-or-body atom.
+    """
+
+    __slots__ = ("ids", "next_id")
 
     def __init__(self) -> None:
-        self.keys: dict[str, int] = {}
-        self.strs: list[str] = []
-        self.term_exprs: dict[tuple[Term, str], TermExpr] = {}
+        self.ids: dict[str, int] = {}
+        self.next_id = 0
 
-    def key_id(self, key: str) -> int:
-        i = self.keys.get(key)
+    def id(self, key: str) -> int:
+        i = self.ids.get(key)
         if i is None:
-            i = self.keys[key] = len(self.strs)
-            self.strs.append(key)
+            i = self.ids[key] = self.next_id
+            self.next_id += 3
         return i
 
-    def term(self, term: Term) -> TermExpr:
-        # Equal terms (same keys and field) may be displayed differently: #東京2020 and "東京 2020".
-        expr = self.term_exprs.get((term, term.display))
-        if expr is None:
+    def keep_only(self, live: set[int]) -> None:
+        self.ids = {k: i for k, i in self.ids.items() if i in live}
+
+
+class _Compiler:
+    """Compiles queries into forms for one rebuild (the atoms of a Term are worked out once)."""
+
+    def __init__(self, keys: _Keys) -> None:
+        self.keys = keys
+        self.term_atoms: dict[Term, Atoms] = {}  # equal Terms (same field and keys) have equal atoms
+        self.strs: dict[int, str] = {}  # key id -> key, for `cost`
+
+    def atoms(self, term: Term) -> Atoms:
+        atoms = self.term_atoms.get(term)
+        if atoms is None:
             scope = _SCOPES[term.field]
-            atoms = tuple(self.key_id(k) * 3 + scope for k in term.keys)
-            expr = self.term_exprs[(term, term.display)] = (_TERM, atoms, term.display, self.cost(atoms))
-        return expr
+            ids = [self.keys.id(k) for k in term.keys]
+            self.strs.update(zip(ids, term.keys, strict=True))
+            atoms = self.term_atoms[term] = tuple(ids) if not scope else tuple(i + scope for i in ids)
+        return atoms
 
-    def compile(self, node: Node) -> Expr:
-        if isinstance(node, Term):
-            return self.term(node)
-        if isinstance(node, Not):
-            return (_NOT, self.compile(node.child))
-        op = _AND if isinstance(node, And) else _OR
-        return (op, tuple(self.compile(c) for c in node.children))
-
-    def cost(self, atoms: tuple[int, ...]) -> float:
+    def cost(self, atoms: Iterable[int]) -> float:
         """A guess at how often a clause occurs: long keys and phrases are rarer, source names common."""
         total = 0.0
         for atom in atoms:
-            core = self.strs[atom // 3].strip()
+            core = self.strs[atom - atom % 3].strip()
             cost = 1.0 / (1 + len(core))
             if " " in core:
                 cost *= 0.3
             total += cost * (1.0, 0.5, 5.0)[atom % 3]
         return total
 
+    def expr(self, node: Node) -> Expr:
+        if isinstance(node, Term):
+            return (_TERM, self.atoms(node))
+        if isinstance(node, Not):
+            return (_NOT, self.expr(node.child))
+        return (_AND if isinstance(node, And) else _OR, tuple(self.expr(c) for c in node.children))
 
-def _anchor(expr: Expr) -> tuple[float, tuple[int, ...]] | None:
+    def form(self, query: Query) -> _Form | MatchResult:
+        root, text = query.root, query.text
+        # Per entry of query.terms: the atoms of every positive term shown that way.
+        merged: dict[str, Atoms] = {}
+        for term in positive_terms(root):
+            atoms = self.atoms(term)
+            seen = merged.get(term.display)
+            merged[term.display] = atoms if seen is None or seen == atoms else seen + atoms
+        shown = query.terms
+        terms = tuple((d, merged[d]) for d in shown)
+        pos: list[tuple[Term, ...]] = []
+        neg: list[int] = []
+        for child in root.children if isinstance(root, And) else (root,):
+            node = child.child if isinstance(child, Not) else child
+            if isinstance(node, Term):
+                clause: tuple[Term, ...] = (node,)
+            elif isinstance(node, Or) and all(isinstance(c, Term) for c in node.children):
+                clause = node.children  # type: ignore[assignment]
+            else:
+                return self.expr_form(query, terms)
+            if isinstance(child, Not):
+                neg.extend(a for t in clause for a in self.atoms(t))
+            else:
+                pos.append(clause)
+        if not pos:  # pragma: no cover - parse_query rejects such queries
+            raise ValueError(f"query needs no positive term: {query.normal_form}")
+        negs = tuple(dict.fromkeys(neg)) if neg else None
+        if all(len(c) == 1 for c in pos):  # every positive term is required: the terms are all of them
+            result: MatchResult | None = _new_tuple(MatchResult, (text, shown))
+            kept = None
+        else:
+            result, kept = None, terms
+        if len(pos) == 1:
+            if len(pos[0]) == 1:
+                if negs is None:  # one term (most queries): the result is all there is to it
+                    return _new_tuple(MatchResult, (text, shown, self.atoms(pos[0][0])))
+                return _Form(text, _DIRECT, self.atoms(pos[0][0]), negs, result, kept, None)
+            anchor = tuple(dict.fromkeys(a for t in pos[0] for a in self.atoms(t)))
+            # an OR: per atom, the result naming the terms of that atom
+            made: dict[tuple[str, ...], MatchResult] = {}
+            ready = []
+            for atom in anchor:
+                known = {t.display for t in pos[0] if atom in self.atoms(t)}
+                names = tuple(d for d, _ in terms if d in known)
+                ready.append(made.get(names) or made.setdefault(names, _new_tuple(MatchResult, (text, names))))
+            return _Form(text, _DIRECT, anchor, negs, result, kept, tuple(ready))
+        clauses = sorted((tuple(dict.fromkeys(a for t in c for a in self.atoms(t))) for c in pos), key=self.cost)
+        return _Form(text, _PAIR, clauses[0], negs, result, kept, tuple(clauses[1:]))
+
+    def expr_form(self, query: Query, terms: tuple[tuple[str, Atoms], ...]) -> _Form:
+        expr = self.expr(query.root)
+        anchor = _anchor(expr, self.cost)
+        if anchor is None:  # pragma: no cover - parse_query rejects such queries
+            raise ValueError(f"query needs no positive term: {query.normal_form}")
+        return _Form(query.text, _EXPR, anchor[1], None, None, terms, expr)
+
+
+def _anchor(expr: Expr, cost: Callable[[Atoms], float]) -> tuple[float, Atoms] | None:
     """(cost, atoms): the query can only be true if one of ``atoms`` occurred; None under NOT."""
     op = expr[0]
     if op == _TERM:
-        return expr[3], expr[1]
+        return cost(expr[1]), expr[1]
     if op == _NOT:
         return None
-    found = [_anchor(c) for c in expr[1]]
+    found = [_anchor(c, cost) for c in expr[1]]
     options = [f for f in found if f is not None]
     if op == _OR:
         if len(options) < len(found):
             return None
-        return sum(f[0] for f in options), tuple({a for f in options for a in f[1]})
+        return sum(f[0] for f in options), tuple(dict.fromkeys(a for f in options for a in f[1]))
     return min(options, key=lambda f: f[0]) if options else None
 
 
-def _clause(expr: Expr) -> tuple[int, ...] | None:
-    """The atoms of a term or of an OR of terms (true iff one of them fired), else None."""
+def _expr_atoms(expr: Expr) -> Iterable[int]:
     if expr[0] == _TERM:
-        return expr[1]
-    if expr[0] == _OR and all(c[0] == _TERM for c in expr[1]):
-        return tuple(dict.fromkeys(a for c in expr[1] for a in c[1]))
-    return None
-
-
-def _cnf(expr: Expr) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]] | None:
-    """(positive clauses, negative clauses) when the query is an AND of terms, ORs of terms and their
-    negations (nearly every real query); None for other shapes."""
-    pos: list[tuple[int, ...]] = []
-    neg: list[tuple[int, ...]] = []
-    for child in expr[1] if expr[0] == _AND else (expr,):
-        clause = _clause(child[1]) if child[0] == _NOT else _clause(child)
-        if clause is None:
-            return None
-        (neg if child[0] == _NOT else pos).append(clause)
-    return tuple(pos), tuple(neg)
-
-
-def _result_terms(query: Query, builder: _Builder) -> tuple[TermExpr, ...]:
-    """Per entry of ``query.terms``: the atoms of every positive term shown that way."""
-    atoms: dict[str, tuple[int, ...]] = dict.fromkeys(query.terms, ())
-    for term in positive_terms(query.root):
-        atoms[term.display] += builder.term(term)[1]
-    return tuple((_TERM, a, display, 0.0) for display, a in atoms.items())
-
-
-class _Compiled:
-    """One distinct query of more than one term (by normal form) in a snapshot.
-
-    Nearly every query is an AND of clauses (a term, or an OR of terms) and negated clauses. One
-    positive clause is its anchor: the query is a candidate when an atom of the anchor fired, which
-    makes that clause true, so only the other clauses (``checks``) and ``neg`` remain to be tested.
-    Other shapes keep the whole expression (``expr``) and an anchor found by `_anchor`.
-    """
-
-    __slots__ = ("anchor", "checks", "expr", "neg", "query", "terms")
-
-    def __init__(self, query: Query, builder: _Builder) -> None:
-        self.query = query
-        expr = builder.compile(query.root)
-        self.terms = _result_terms(query, builder)
-        cnf = _cnf(expr)
-        self.expr: Expr | None = None
-        self.checks: tuple[tuple[int, ...], ...] = ()
-        self.neg: tuple[tuple[int, ...], ...] = ()
-        if cnf is not None and cnf[0]:
-            pos, self.neg = cnf
-            best = min(range(len(pos)), key=lambda i: builder.cost(pos[i]))
-            self.anchor = pos[best]
-            self.checks = pos[:best] + pos[best + 1 :]
-        else:
-            anchor = _anchor(expr)
-            if anchor is None:  # pragma: no cover - parse_query rejects such queries
-                raise ValueError(f"query needs no positive term: {query.normal_form}")
-            self.anchor = anchor[1]
-            self.expr = expr
+        yield from expr[1]
+    elif expr[0] == _NOT:
+        yield from _expr_atoms(expr[1])
+    else:
+        for child in expr[1]:
+            yield from _expr_atoms(child)
 
 
 def _evaluate(expr: Expr, fired: set[int]) -> bool:
@@ -219,72 +303,198 @@ def _evaluate(expr: Expr, fired: set[int]) -> bool:
     return False
 
 
-class _Snapshot(Generic[K]):
-    """Immutable once built: automaton, compiled queries, anchors, subscribers.
+def _run_slow(entries: Iterable[tuple[_Form, tuple[Any, ...]]], fired: set[int], results: dict[Any, Any]) -> None:
+    """Evaluate forms filed under a fired anchor (_EXPR) or a fired pair of clauses (_PAIR)."""
+    for form, keys in entries:
+        if form.kind == _PAIR:
+            ok = True
+            for clause in form.extra[1:]:  # the anchor and the second clause fired
+                if fired.isdisjoint(clause):
+                    ok = False
+                    break
+            if not ok or (form.neg is not None and not fired.isdisjoint(form.neg)):
+                continue
+        elif not _evaluate(form.extra, fired):
+            continue
+        result = form.result if form.result is not None else _exact(form, fired)
+        for key in keys:
+            results[key] = result
 
-    Single-term queries (most of them) are resolved without any evaluation: ``direct[atom]`` holds the
-    ready results of every subscription whose query is one term with that atom. Other queries are
-    listed under each atom of their anchor in ``anchors`` and evaluated when one of those fires.
+
+class _Snapshot(Generic[K]):
+    """Immutable once built: the automaton, and per atom what its firing means (see the module doc).
+
+    ``owners`` maps each subscription to its form; ``or_keys`` the subscribers of each OR; ``removed``
+    counts subscriptions removed or replaced since the automaton was built.
     """
 
-    __slots__ = ("anchors", "automaton", "compiled", "direct", "queries", "subscribers")
+    __slots__ = ("ac_next", "automaton", "direct", "negs", "or_keys", "ors", "owners", "pairs", "removed", "slow")
 
-    def __init__(self, queries: dict[K, Query]) -> None:
-        # Subscriptions typed alike share one Query object, so the index keeps one per distinct text.
-        same_text: dict[str, Query] = {}
-        self.queries = {key: same_text.setdefault(query.text, query) for key, query in queries.items()}
-        queries = self.queries
-        builder = _Builder()
-        qids: dict[str, int] = {}
-        single: dict[str, MatchResult] = {}
-        self.compiled: list[_Compiled] = []
-        self.subscribers: list[list[K]] = []
-        self.direct: dict[int, dict[K, MatchResult]] = {}
-        self.anchors: dict[int, list[int]] = {}
-        for key, query in queries.items():
-            root = query.root
-            if isinstance(root, Term):
-                result = single.get(query.normal_form)
-                if result is None:
-                    result = single[query.normal_form] = MatchResult(query, (root.display,))
-                for atom in builder.term(root)[1]:
-                    self.direct.setdefault(atom, {})[key] = result
-                continue
-            qid = qids.get(query.normal_form)
-            if qid is None:
-                qid = qids[query.normal_form] = len(self.compiled)
-                compiled = _Compiled(query, builder)
-                self.compiled.append(compiled)
-                self.subscribers.append([])
-                for atom in compiled.anchor:
-                    self.anchors.setdefault(atom, []).append(qid)
-            self.subscribers[qid].append(key)
-        self.automaton: ahocorasick.Automaton | None = None
-        if builder.strs:
-            automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-            for i, k in enumerate(builder.strs):
-                automaton.add_word(k, 3 * i)  # the atom of the key in title or body
-            automaton.make_automaton()
-            self.automaton = automaton
+    owners: dict[K, _Form | MatchResult]
+
+    def __init__(
+        self, owners: dict[K, _Form | MatchResult], removed: int, keys: _Keys, previous: _Snapshot[K] | None
+    ) -> None:
+        self.owners = owners
+        # (by id: a MatchResult standing for a single-term query hashes by value)
+        grouped: dict[int, tuple[_Form | MatchResult, list[K]]] = {}
+        for key, form in owners.items():
+            entry = grouped.get(id(form))
+            if entry is None:
+                grouped[id(form)] = (form, [key])
+            else:
+                entry[1].append(key)
+        members = [(form, tuple(keys)) for form, keys in grouped.values()]
+        del grouped
+        # A new automaton only for new keys, or once many subscriptions went (their keys may be
+        # dead). Ids are never reused and a key keeps its id while an automaton has it, so the previous
+        # automaton has every key whose id is below its ``ac_next``; keys it has that nobody uses any
+        # more fire harmlessly (nothing is filed there).
+        self.removed = removed + (previous.removed if previous is not None else 0)
+        if (
+            previous is not None
+            and previous.automaton is not None
+            and keys.next_id == previous.ac_next
+            and self.removed <= max(1024, len(owners) // 8)
+        ):
+            self.automaton, self.ac_next = previous.automaton, previous.ac_next
+        else:
+            live = {a - a % 3 for form, _ in members for a in (form[2] if type(form) is MatchResult else form.atoms())}
+            keys.keep_only(live)
+            self.ac_next = keys.next_id
+            self.removed = 0
+            self.automaton = None
+            if live:
+                automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+                for key, i in keys.ids.items():
+                    automaton.add_word(key, i)  # the atom of the key in title or body
+                automaton.make_automaton()
+                self.automaton = automaton
+        self._file(members)
+
+    def _file(self, members: list[tuple[_Form | MatchResult, tuple[K, ...]]]) -> None:
+        # Atoms filed by one form only: the two atoms of a hashtag (split and compact) then share a dict.
+        users: dict[int, int] = {}
+        for form, _ in members:
+            if type(form) is MatchResult or form.kind == _DIRECT:
+                for atom in form[2] if type(form) is MatchResult else form.anchor:
+                    users[atom] = users.get(atom, 0) + 1
+        direct: dict[int, dict[K, MatchResult]] = {}
+        ors: dict[int, list[_Form]] = {}
+        negs: dict[int, dict[int, list[K]]] = {}
+        pairs: dict[int, dict[int, list[tuple[_Form, tuple[K, ...]]]]] = {}
+        slow: dict[int, list[tuple[_Form, tuple[K, ...]]]] = {}
+        self.or_keys: dict[_Form, tuple[K, ...]] = {}
+        for form, keys in members:
+            if type(form) is MatchResult:  # a single-term query
+                kind, anchor, neg, extra, fixed = _DIRECT, form[2], None, None, form
+            else:
+                kind, anchor, neg, extra, fixed = form.kind, form.anchor, form.neg, form.extra, form.result
+            if kind == _DIRECT:
+                if extra is None and all(users[atom] == 1 for atom in anchor):
+                    own = dict.fromkeys(keys, fixed)
+                    for atom in anchor:
+                        direct[atom] = own
+                else:
+                    for i, atom in enumerate(anchor):
+                        result = fixed if extra is None else extra[i]
+                        filed = direct.get(atom)
+                        if filed is None:
+                            direct[atom] = dict.fromkeys(keys, result)
+                        else:
+                            for key in keys:
+                                filed[key] = result
+                if extra is not None:  # an OR
+                    self.or_keys[form] = keys  # type: ignore[index]
+                    for atom in anchor:
+                        ors.setdefault(atom, []).append(form)  # type: ignore[arg-type]
+                if neg is not None:
+                    for atom in anchor:
+                        excluded = negs.setdefault(atom, {})
+                        for x in neg:
+                            excluded.setdefault(x, []).extend(keys)
+            elif kind == _PAIR:
+                item = (form, keys)  # type: ignore[assignment]
+                for a in anchor:
+                    filed_pairs = pairs.setdefault(a, {})
+                    for b in extra[0]:
+                        filed_pairs.setdefault(b, []).append(item)
+            else:
+                item = (form, keys)
+                for atom in anchor:
+                    slow.setdefault(atom, []).append(item)
+        self.direct = direct
+        self.ors = {atom: forms[0] if len(forms) == 1 else tuple(forms) for atom, forms in ors.items()}
+        self.negs = {atom: {x: tuple(dict.fromkeys(keys)) for x, keys in n.items()} for atom, n in negs.items()}
+        self.pairs = {atom: {b: tuple(items) for b, items in p.items()} for atom, p in pairs.items()}
+        self.slow = {atom: tuple(items) for atom, items in slow.items()}
 
     def fired_atoms(self, doc: Document) -> set[int]:
         automaton = self.automaton
         if automaton is None:
             return set()
+        it = automaton.iter  # yields (end, atom)
         title: set[int] = set()
         text: set[int] = set()
-        source: set[int] = set()
         for s in doc.title:
-            title.update([v for _, v in automaton.iter(s)])
+            title.update(map(_second, it(s)))
         for s in doc.body:
-            text.update([v for _, v in automaton.iter(s)])
-        for s in doc.source:
-            source.update([v for _, v in automaton.iter(s)])
+            text.update(map(_second, it(s)))
         text |= title
-        fired = text
-        fired.update([v + 1 for v in title])
-        fired.update([v + 2 for v in source])
-        return fired
+        if title:
+            text.update(map(_plus_1, title))
+        for s in doc.source:
+            text.update([v + 2 for _, v in it(s)])
+        return text
+
+    def match(self, fired: set[int]) -> dict[K, MatchResult]:
+        """The snapshot's subscriptions that match, given the atoms that fired."""
+        results: dict[K, MatchResult] = {}
+        update = results.update
+        for ready in map(self.direct.get, fired):  # most of the work: C does it
+            if ready is not None:
+                update(ready)
+        if self.pairs:
+            for filed in map(self.pairs.get, fired):
+                if filed is not None:
+                    for other in filed.keys() & fired:
+                        _run_slow(filed[other], fired, results)
+        if self.slow:
+            for entries in map(self.slow.get, fired):
+                if entries is not None:
+                    _run_slow(entries, fired, results)
+        if self.negs:
+            pop = results.pop
+            for excluded in map(self.negs.get, fired):
+                if excluded is not None and not fired.isdisjoint(excluded):
+                    for x in excluded.keys() & fired:
+                        for key in excluded[x]:
+                            pop(key, None)
+        if self.ors:
+            # An OR reached through two of its atoms may have had two of its terms fire (rare).
+            reached = [forms for forms in map(self.ors.get, fired) if forms is not None]
+            if len(reached) > 1:
+                flat: list[_Form] = []
+                for forms in reached:
+                    if type(forms) is tuple:
+                        flat.extend(forms)
+                    else:
+                        flat.append(forms)
+                if len(set(flat)) < len(flat):
+                    self._fix_ors(flat, fired, results)
+        return results
+
+    def _fix_ors(self, forms: list[_Form], fired: set[int], results: dict[K, MatchResult]) -> None:
+        seen: set[_Form] = set()
+        for form in forms:
+            if form not in seen:
+                seen.add(form)
+                continue
+            if form.neg is not None and not fired.isdisjoint(form.neg):
+                continue  # excluded: its keys were taken out
+            result = _exact(form, fired)
+            for key in self.or_keys[form]:
+                results[key] = result
 
 
 class MatchIndex(Generic[K]):
@@ -312,13 +522,15 @@ class MatchIndex(Generic[K]):
         items = subscriptions.items() if isinstance(subscriptions, Mapping) else subscriptions
         self.auto_rebuild = auto_rebuild
         self._lock = threading.Lock()  # guards the fields below
-        self._snapshot: _Snapshot[K] = _Snapshot(dict(items))
-        self._changes: dict[K, tuple[int, Query | None]] = {}  # key -> (version, query; None: removed)
-        self._view: dict[K, tuple[int, Query | None]] | None = {}  # frozen copy of _changes for readers
+        self._rebuild_lock = threading.Lock()  # one rebuild at a time; guards _keys
+        self._keys = _Keys()
+        self._snapshot: _Snapshot[K] = self._build(None, ((key, query) for key, query in items))
+        # key -> (version, query; None: removed; its text while a bulk load is compiled)
+        self._changes: dict[K, tuple[int, Query | str | None]] = {}
+        self._view: dict[K, tuple[int, Query | str | None]] | None = {}  # frozen copy of _changes for readers
         self._version = 0
         self._dirty_since = 0.0
         self._rebuilding = False
-        self._rebuild_lock = threading.Lock()  # one rebuild at a time
 
     # -- changes (cheap; safe on the event loop) ---------------------------------------------------
 
@@ -330,7 +542,7 @@ class MatchIndex(Generic[K]):
         """Remove a subscription; False if there was none."""
         with self._lock:
             entry = self._changes.get(key)
-            present = entry[1] is not None if entry is not None else key in self._snapshot.queries
+            present = entry[1] is not None if entry is not None else key in self._snapshot.owners
             if present:
                 self._change_locked(key, None)
         return present
@@ -339,14 +551,14 @@ class MatchIndex(Generic[K]):
         with self._lock:
             self._change_locked(key, query)
 
-    def _change_locked(self, key: K, query: Query | None) -> None:
+    def _change_locked(self, key: K, query: Query | str | None) -> None:
         if not self._changes:
             self._dirty_since = time.monotonic()
         self._version += 1
         self._changes[key] = (self._version, query)
         self._view = None
 
-    def _read(self) -> tuple[_Snapshot[K], dict[K, tuple[int, Query | None]], int]:
+    def _read(self) -> tuple[_Snapshot[K], dict[K, tuple[int, Query | str | None]], int]:
         with self._lock:
             view = self._view
             if view is None:
@@ -358,24 +570,72 @@ class MatchIndex(Generic[K]):
         """Changes not yet folded into the automaton (each costs a little per match until then)."""
         return len(self._changes)
 
+    def _build(self, snapshot: _Snapshot[K] | None, changes: Iterable[tuple[K, Query | None]]) -> _Snapshot[K]:
+        """A new snapshot: ``snapshot`` with ``changes`` (key, query or None: removed) applied. Call
+        with ``_rebuild_lock`` held (or from ``__init__``)."""
+        owners = dict(snapshot.owners) if snapshot is not None else {}
+        forms: dict[str, _Form | MatchResult] | None = None  # by query text, made when needed
+        compiler: _Compiler | None = None
+        removed = 0
+        for key, query in changes:
+            if key in owners:
+                removed += 1
+            if query is None:
+                owners.pop(key, None)
+                continue
+            if forms is None:
+                forms = {_text(form): form for form in owners.values()}
+            form = forms.get(query.text)
+            if form is None:
+                compiler = compiler or _Compiler(self._keys)
+                form = forms[query.text] = compiler.form(query)
+            owners[key] = form
+        return _Snapshot(owners, removed, self._keys, snapshot)
+
     def rebuild(self) -> None:
-        """Fold pending changes into a new automaton and swap it in. CPU-bound: run it off the loop."""
+        """Fold pending changes into a new snapshot and swap it in. CPU-bound: run it off the loop."""
         with self._rebuild_lock:
-            snapshot, changes, version = self._read()
-            if not changes:
+            snapshot, view, version = self._read()
+            if not view:
                 return
-            merged = dict(snapshot.queries)
-            for key, (_, query) in changes.items():
-                if query is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = query
-            new = _Snapshot(merged)  # no lock held: set() and match() carry on meanwhile
+            pending = list(view.items())
+            del view
+            # no lock held: set() and match() carry on meanwhile
+            new = self._build(snapshot, self._consume(pending))
             with self._lock:
                 self._snapshot = new
                 self._changes = {k: e for k, e in self._changes.items() if e[0] > version}
                 self._view = None
                 self._dirty_since = time.monotonic()
+
+    def _consume(self, pending: list[Any]) -> Iterable[tuple[K, Query | None]]:
+        """The pending changes, for `_build`. A big batch (a bulk load) lets go of its queries as they
+        are compiled: the pending change then holds the query's text, which a reader parses again
+        if it must, so that the memory of the queries is free for the compiled forms."""
+        bulk = len(pending) >= self.REBUILD_INLINE_CHANGES
+        done: list[tuple[K, int, str]] = []
+        for i, (key, (version, query)) in enumerate(pending):
+            pending[i] = None
+            if isinstance(query, str):
+                query = parse_query(query)
+            yield key, query
+            if bulk and query is not None:
+                done.append((key, version, query.text))
+                del query
+                if len(done) == 1024:
+                    self._release(done)
+        if done:
+            self._release(done)
+
+    def _release(self, done: list[tuple[K, int, str]]) -> None:
+        with self._lock:
+            changes = self._changes
+            for key, version, text in done:
+                entry = changes.get(key)
+                if entry is not None and entry[0] == version:
+                    changes[key] = (version, text)
+            self._view = None
+        done.clear()
 
     def _maintain(self, pending: int) -> None:
         if pending >= self.REBUILD_INLINE_CHANGES:
@@ -399,62 +659,40 @@ class MatchIndex(Generic[K]):
     # -- reading -------------------------------------------------------------------------------------
 
     def get(self, key: K) -> Query | None:
+        """The query of a subscription (equal to the one set: same text), or None."""
         snapshot, changes, _ = self._read()
         if key in changes:
-            return changes[key][1]
-        return snapshot.queries.get(key)
+            query = changes[key][1]
+            return parse_query(query) if isinstance(query, str) else query
+        form = snapshot.owners.get(key)
+        return parse_query(_text(form)) if form is not None else None
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key) is not None  # type: ignore[arg-type]
+        snapshot, changes, _ = self._read()
+        if key in changes:
+            query = changes[key][1]
+            return parse_query(query) if isinstance(query, str) else query is not None  # type: ignore[index]
+        return key in snapshot.owners
 
     def __len__(self) -> int:
         snapshot, changes, _ = self._read()
-        n = len(snapshot.queries)
+        owners = snapshot.owners
+        n = len(owners)
         for key, (_, query) in changes.items():
-            n += (query is not None) - (key in snapshot.queries)
+            n += (query is not None) - (key in owners)
         return n
 
     def match(self, doc: Document) -> dict[K, MatchResult]:
         """The subscriptions that match ``doc``, with the terms that fired. A new dict each call."""
+        if self.auto_rebuild and self._changes:
+            self._maintain(len(self._changes))
         snapshot, changes, _ = self._read()
-        if changes and self.auto_rebuild:
-            self._maintain(len(changes))
-            snapshot, changes, _ = self._read()
         fired = snapshot.fired_atoms(doc)
-        results: dict[K, MatchResult] = {}
-        if fired:
-            direct, anchors = snapshot.direct, snapshot.anchors
-            compiled, subscribers = snapshot.compiled, snapshot.subscribers
-            for atom in fired:
-                ready = direct.get(atom)
-                if ready is not None:
-                    results.update(ready)
-                qids = anchors.get(atom)
-                if qids is None:
-                    continue
-                for qid in qids:  # a query may come twice (two atoms of its anchor): same result
-                    c = compiled[qid]
-                    if c.expr is not None:
-                        if not _evaluate(c.expr, fired):
-                            continue
-                    else:  # inlined: this loop runs for every candidate of every item
-                        ok = True
-                        for clause in c.checks:
-                            if fired.isdisjoint(clause):
-                                ok = False
-                                break
-                        if ok:
-                            for clause in c.neg:
-                                if not fired.isdisjoint(clause):
-                                    ok = False
-                                    break
-                        if not ok:
-                            continue
-                    result = _new_result(MatchResult, (c.query, None, c.terms, fired))
-                    for key in subscribers[qid]:
-                        results[key] = result
+        results = snapshot.match(fired) if fired else {}
         for key, (_, query) in changes.items():
             results.pop(key, None)
+            if isinstance(query, str):  # let go of while a bulk load is compiled (see _consume)
+                query = parse_query(query)
             if query is not None and (terms := query.matched_terms(doc)) is not None:
                 results[key] = MatchResult(query, terms)
         return results
