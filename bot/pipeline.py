@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,6 +192,12 @@ class Judge:
 
     # -- state -----------------------------------------------------------------------------------
     def set_subscriptions(self, subs: list[SubscriptionRecord]) -> None:
+        if not self.subscribers and not len(self.index):
+            # first load: the index compiles the queries as they are parsed and keeps none of the
+            # parsed trees (tens of MB at 100k subscriptions)
+            self.index = match.MatchIndex(self._parsed(subs))
+            self.paused = {s.id for s in subs if s.paused_reason}
+            return
         wanted = {s.id: s for s in subs}
         for sid in list(self.subscribers):
             if sid not in wanted:
@@ -206,6 +212,16 @@ class Judge:
                     continue
                 self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
         self.paused = {s.id for s in subs if s.paused_reason}
+
+    def _parsed(self, subs: list[SubscriptionRecord]) -> Iterator[tuple[int, match.Query]]:
+        for s in subs:
+            try:
+                query = match.parse_query(s.query)
+            except match.QueryError as e:
+                log.error("stored query no longer parses", extra={"subscription": s.id, "error": str(e)})
+                continue
+            self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
+            yield s.id, query
 
     def expire(self, now: float) -> None:
         self.dupes.evict_older_than(now - self.config.storage.retention_days * 86400.0)
