@@ -44,13 +44,25 @@ Index
     The band tables are ours rather than ``datasketch.MinHashLSH``: that class keeps a Python
     bytes key and a set per bucket, measured at about 4.7 kB per entry per table (64 permutations,
     14 bands), i.e. near 2 GB for 200,000 entries in two tables, and its own (b, r) optimiser
-    leaves about half of the pairs at the threshold out. Ours keep sorted numpy arrays of
-    (band hash, slot) pairs plus a bounded dict of recent inserts, 16 bytes per band per entry;
-    the whole index measured about 1.5 kB per entry for 60-word texts, 2.5 kB for 300-word texts.
+    leaves about half of the pairs at the threshold out.
 
     A text that extends an indexed one (the old text is contained in the new) is reported as
     ``contained`` too: the same article re-issued with more paragraphs, or the full text of a
     summary seen before. A rewritten update (a new body on the same story) is not a copy.
+
+Storage (about 950 bytes per entry at 110 shingles, 200,000 entries; no Python object per entry)
+    * shingles and folded titles of all entries back to back in two growing arrays (uint32,
+      UTF-8), compacted in place; per entry only numbers in parallel arrays indexed by slot (key,
+      value, timestamp, flags, offsets); a key -> slot hash table of int32 cells;
+    * both band tables in one structure (`_BandTables`): a sorted array of 8-byte words that
+      pack a 64-bit band hash and its slot (the hash's top bits are implied by a bucket
+      directory), with LSM-style runs and a dict for recent inserts. Candidates are exactly the
+      slots sharing a 64-bit band hash in the same table, as with separate sorted tables;
+    * the eviction order as a sorted array of slots plus a small heap of recent ones.
+    A removed entry keeps its slot until the next rebuild, which drops it, renumbers the live
+    slots in order (rankings by slot do not change) and comes after a quarter of the live count
+    in adds (amortised O(1) per add). The floor of this exact design: 4 bytes a shingle and about
+    8 bytes a band pair (42 pairs an entry).
 
 Bounds: at most ``max_entries`` fingerprints (oldest timestamp evicted first), each shingle set at
 most `MAX_SHINGLES` values; `NearDuplicateIndex.evict_older_than` applies the retention window.
@@ -60,7 +72,9 @@ Callers should add originals only, so that a match's ``key`` is the item a copy 
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import operator
 import re
 import struct
 import unicodedata
@@ -398,92 +412,255 @@ def fingerprint_from_bytes(data: bytes) -> Fingerprint:
 # Banded LSH tables
 # ---------------------------------------------------------------------------------------------
 
+_STEP = 1 << 16  # elements per step of the in-place rebuilds: bounds their temporary memory
+_I64 = np.int64
 
-class _BandTable:
-    """Multimap band hash -> slot: sorted numpy arrays (16 bytes a pair) plus a bounded dict of
-    recent inserts, merged into the arrays when full.
 
-    Removed slots stay until `compact`; the index filters them out of query results meanwhile.
+def _resize(owner: object, name: str, size: int) -> None:
+    """Grow or shrink the array attribute ``name`` of ``owner`` to ``size`` elements: in place (a
+    realloc, which moves no data for large arrays) unless something else refers to the array (a
+    view, a profiler), else as a copy."""
+    try:
+        getattr(owner, name).resize(size, refcheck=True)
+    except ValueError:
+        old = getattr(owner, name)
+        new = np.zeros(size, dtype=old.dtype)
+        new[: min(size, len(old))] = old[:size]
+        setattr(owner, name, new)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices ``starts[i] .. starts[i] + lengths[i] - 1`` of every range, concatenated."""
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
+
+
+def _renumbered(hashes: np.ndarray, tags: np.ndarray, new_slot: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (hashes, uint64 tags) with slot s renumbered to ``new_slot[s]``, dropped where -1."""
+    if new_slot is None:
+        return hashes, tags
+    renumbered = new_slot[(tags >> _U64(1)).astype(np.intp)]
+    keep = renumbered >= 0
+    return hashes[keep], (renumbered[keep].astype(_U64) << _U64(1)) | (tags[keep] & _U64(1))
+
+
+class _BandTables:
+    """Both banded LSH tables (family 0: full signatures, 1: lead signatures) as one multimap from
+    64-bit band hash to tagged slot ``slot << 1 | family``, in three tiers from old to new pairs:
+
+    * the main table: one sorted uint64 array of words ``(hash << D) | tag`` (mod 2**64), tags
+      being below ``2**D``. A word leaves out its hash's top D bits: they are its bucket, known
+      from its position (bucket b starts at ``_dir[b]``). With about one bucket per tag a pair
+      costs 8 bytes plus ``4 / bands`` for the directory, and lookups still compare all 64 bits
+      and the family. `rebuild` redoes it in place, dropping removed slots, taking in the runs;
+    * runs: sorted (hash, tag) arrays of the pairs inserted since, merged with one another
+      LSM-style so that there are few of them (a lookup costs a binary search per run);
+    * a dict per family of the newest pairs.
+
+    Every tier keeps its pairs in (hash, tag) order, and a newer tier holds larger slots.
+    Removed slots stay until `rebuild`; the index filters them out of query results meanwhile.
     """
 
-    _BUFFER_MIN = 4096  # pairs held in the dict before a merge: at least this many,
-    _BUFFER_MAX = 65536  # at most this many (about 5 MB), else an eighth of the arrays
+    _PENDING = 8192  # pairs in the dicts before they become a run
+    _RUN_RATIO = 4  # the newest two runs merge while the older is at most this times the newer
+    _MAX_RUN = 1 << 19  # and the merged run is at most this long (merging copies it);
+    _MAX_RUNS = 4  # more runs than this, or more pairs than a third of the main table: fold
 
-    def __init__(self, bands: int, rows: int, salt: int) -> None:
-        self.bands = bands
-        self.rows = rows
-        rng = np.random.default_rng(salt)
-        self._mult = rng.integers(0, 2**63, size=rows, dtype=_U64) * _U64(2) + _U64(1)
-        self._salt = rng.integers(0, 2**63, size=bands, dtype=_U64)
-        self._hashes = np.empty(0, dtype=_U64)
-        self._slots = np.empty(0, dtype=np.int64)
-        self._buffer: dict[int, int | list[int]] = {}  # recent pairs, for queries
-        self._pending_h: list[int] = []  # the same pairs in insertion order, for the merge
-        self._pending_s: list[int] = []
+    def __init__(self, full: tuple[int, int], lead: tuple[int, int], slot_bits: int) -> None:
+        self._shape = (full, lead)  # (bands, rows) per family
+        self._mult: list[np.ndarray] = []
+        self._salt: list[np.ndarray] = []
+        for salt, (bands, rows) in enumerate(self._shape, start=1):
+            rng = np.random.default_rng(salt)
+            self._mult.append(rng.integers(0, 2**63, size=rows, dtype=_U64) * _U64(2) + _U64(1))
+            self._salt.append(rng.integers(0, 2**63, size=bands, dtype=_U64))
+        if full[1] == lead[1]:
+            tiles = [np.tile(m, (bands, 1)) for m, (bands, _) in zip(self._mult, self._shape, strict=True)]
+            self._row_mult = np.concatenate(tiles)
+            self._band_salt = np.concatenate(self._salt)
+        self._family = np.repeat(np.array([0, 1], dtype=_U64), [full[0], lead[0]])  # of each band hash
+        self._bits = slot_bits + 1  # D: bits of a tag
+        self._words = np.empty(0, dtype=_U64)
+        self._dir = np.zeros((1 << self._bits) + 1, dtype=np.uint32)
+        self._edges = self._edge_view()
+        self._window = np.arange(64)  # bucket positions, for lookups
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (hashes, tags), old first
+        self._buffers: tuple[dict[int, int | list[int]], ...] = ({}, {})  # the newest pairs, per family
+        self._pending_h: list[int] = []  # the same pairs in insertion order, for the next run
+        self._pending_t: list[int] = []
 
-    def band_hashes(self, signature: np.ndarray) -> np.ndarray:
-        """The band hashes of one signature: a random linear map of each band's values mod 2**64
-        (distinct bands collide with probability about 2**-33; lookups compare all 64 bits)."""
-        rows = signature[: self.bands * self.rows].astype(_U64).reshape(self.bands, self.rows)
-        return rows @ self._mult + self._salt
+    def band_hashes(self, signature: np.ndarray, lead_signature: np.ndarray) -> np.ndarray:
+        """The band hashes of both signatures, full then lead: a random linear map of each band's
+        values mod 2**64 (distinct bands collide with probability about 2**-33; lookups compare
+        all 64 bits)."""
+        (full_bands, rows), (lead_bands, lead_rows) = self._shape
+        if rows == lead_rows:  # one product for both (the sum of products wraps mod 2**64 like @)
+            values = np.concatenate((signature[: full_bands * rows], lead_signature[: lead_bands * rows]))
+            products = np.multiply(values.reshape(-1, rows), self._row_mult, dtype=_U64)
+            return products.sum(axis=1, dtype=_U64) + self._band_salt
+        parts = []
+        for family, sig in enumerate((signature, lead_signature)):
+            bands, rows = self._shape[family]
+            values = sig[: bands * rows].astype(_U64).reshape(bands, rows)
+            parts.append(values @ self._mult[family] + self._salt[family])
+        return np.concatenate(parts)
 
-    def insert(self, slot: int, signature: np.ndarray) -> None:
-        buffer = self._buffer
-        hashes = self.band_hashes(signature).tolist()
-        self._pending_h.extend(hashes)
-        self._pending_s.extend([slot] * self.bands)
-        for h in hashes:
-            bucket = buffer.get(h)
-            if bucket is None:
-                buffer[h] = slot
-            elif isinstance(bucket, list):
-                bucket.append(slot)
-            else:
-                buffer[h] = [bucket, slot]
-        if len(self._pending_h) >= min(self._BUFFER_MAX, max(self._BUFFER_MIN, len(self._hashes) // 8)):
-            self._merge()
-
-    def query(self, signature: np.ndarray) -> set[int]:
-        found: set[int] = set()
-        hashes = self.band_hashes(signature)
-        if len(self._hashes):
-            lo = np.searchsorted(self._hashes, hashes, side="left")
-            hi = np.searchsorted(self._hashes, hashes, side="right")
-            for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
-                if b > a:
-                    found.update(self._slots[a:b].tolist())
-        if self._buffer:
-            for h in hashes.tolist():
-                bucket = self._buffer.get(h)
+    def insert(self, slot: int, hashes: np.ndarray) -> None:
+        full_bands = self._shape[0][0]
+        listed = hashes.tolist()
+        tags = [slot << 1] * full_bands + [slot << 1 | 1] * (len(listed) - full_bands)
+        self._pending_h.extend(listed)
+        self._pending_t.extend(tags)
+        for family, part in ((0, listed[:full_bands]), (1, listed[full_bands:])):
+            buffer = self._buffers[family]
+            for h in part:
+                bucket = buffer.get(h)
                 if bucket is None:
-                    continue
-                if isinstance(bucket, list):
-                    found.update(bucket)
+                    buffer[h] = slot
+                elif isinstance(bucket, list):
+                    bucket.append(slot)
                 else:
-                    found.add(bucket)
+                    buffer[h] = [bucket, slot]
+        if len(self._pending_h) >= self._PENDING:
+            self._flush()
+            runs = self._runs
+            while (
+                len(runs) >= 2
+                and len(runs[-2][0]) <= self._RUN_RATIO * len(runs[-1][0])
+                and len(runs[-2][0]) + len(runs[-1][0]) <= self._MAX_RUN
+            ):
+                (old_h, old_t), (new_h, new_t) = runs[-2], runs[-1]
+                at = np.searchsorted(old_h, new_h, side="right")  # equal hashes: older slots first
+                runs[-2:] = [(np.insert(old_h, at, new_h), np.insert(old_t, at, new_t))]
+            if len(runs) > self._MAX_RUNS or sum(len(h) for h, _ in runs) > max(_STEP, len(self._words) // 3):
+                # runs cost 12 bytes a pair: fold them into the main table (the index's rebuilds,
+                # every quarter of its size in adds, usually come first)
+                self.rebuild(None, self._bits - 1)
+
+    def query(self, hashes: np.ndarray) -> list[np.ndarray]:
+        """Slots with a band hash equal to one of ``hashes`` (from `band_hashes`) in the same family
+        (uint64 arrays; repeats and removed slots too)."""
+        found: list[np.ndarray] = []
+        if len(self._words):
+            shift, bits, check, tag_mask = self._constants
+            edges = self._edges[(hashes >> shift).astype(np.intp)].astype(np.intp)
+            lo = edges[:, 0]
+            lengths = edges[:, 1] - lo
+            width = int(lengths.max())
+            wanted = (hashes << bits) | self._family
+            if width <= len(self._window):  # the usual case: small buckets, read as a matrix
+                window = self._window[:width]
+                words = self._words.take(lo[:, None] + window, mode="clip")
+                # the same residual hash bits and family bit (any slot bits), within the bucket
+                same = ((words ^ wanted[:, None]) & check == 0) & (window < lengths[:, None])
+            else:  # a crowded bucket (many texts sharing a band): read only what is there
+                words = self._words[_ranges(lo, lengths)]
+                same = (words ^ np.repeat(wanted, lengths)) & check == 0
+            found.append((words[same] & tag_mask) >> _U64(1))
+        listed = hashes.tolist()
+        full_bands = self._shape[0][0]
+        hits: list[int] = []
+        for run_h, run_t in self._runs:
+            lo = np.searchsorted(run_h, hashes)
+            hit = np.flatnonzero(run_h[np.minimum(lo, len(run_h) - 1)] == hashes)
+            for i in hit.tolist():  # few: walk each range of equal hashes
+                h, at, family = listed[i], int(lo[i]), int(i >= full_bands)
+                while at < len(run_h) and run_h[at] == h:
+                    tag = int(run_t[at])
+                    if tag & 1 == family:
+                        hits.append(tag >> 1)
+                    at += 1
+        for buffer, part in ((self._buffers[0], listed[:full_bands]), (self._buffers[1], listed[full_bands:])):
+            for h in buffer.keys() & part:
+                bucket_slots = buffer[h]
+                if isinstance(bucket_slots, list):
+                    hits.extend(bucket_slots)
+                else:
+                    hits.append(bucket_slots)
+        if hits:
+            found.append(np.array(hits, dtype=_U64))
         return found
 
-    def compact(self, live: np.ndarray) -> None:
-        """Keep only the pairs whose slot is in ``live`` (a sorted array of slots)."""
-        self._merge()
-        keep = np.isin(self._slots, live, assume_unique=False)
-        self._hashes = self._hashes[keep]
-        self._slots = self._slots[keep]
+    def rebuild(self, new_slot: np.ndarray | None, slot_bits: int) -> None:
+        """Fold all pairs into the main table for slots below ``2**slot_bits``, renumbering slot s
+        to ``new_slot[s]`` (order-preserving) and dropping it where that is -1 (None: keep all).
 
-    def _merge(self) -> None:
-        """Move the recent pairs into the sorted arrays: O(len) copying, no full re-sort."""
+        In place and in steps: the merged table is written backwards from the end of the grown
+        array (never over words not yet read), then moved to the front.
+        """
+        self._flush()
+        bits = slot_bits + 1
+        runs, self._runs = self._runs, []
+        old_bits, old_dir = self._bits, self._dir
+        size = len(self._words) + sum(len(h) for h, _ in runs)
+        _resize(self, "_words", size)
+        step_bits = min(old_bits, bits, (size // _STEP).bit_length())
+        steps = 1 << step_bits
+        bounds = np.arange(1, steps, dtype=_U64) << _U64(64 - step_bits) if step_bits else np.empty(0, _U64)
+        cuts = [np.concatenate(([0], np.searchsorted(h, bounds), [len(h)])).tolist() for h, _ in runs]
+        counts = np.zeros(1 << bits, dtype=_I64)
+        per_old, per_new = 1 << (old_bits - step_bits), 1 << (bits - step_bits)
+        end = size
+        for c in range(steps - 1, -1, -1):
+            spans = [(cut[c], cut[c + 1]) for cut in cuts]
+            parts = [(run_h[a:b], run_t[a:b]) for (run_h, run_t), (a, b) in zip(runs, spans, strict=True)]
+            h, t = self._main_pairs(old_dir, old_bits, c * per_old, (c + 1) * per_old)
+            parts = [part for part in parts if len(part[0])]
+            if parts:
+                # equal hashes stay in slot order: older tiers first, stable sorts
+                more_h, more_t = parts[0][0], parts[0][1].astype(_U64)
+                if len(parts) > 1:
+                    more_h = np.concatenate([part_h for part_h, _ in parts])
+                    more_t = np.concatenate([part_t for _, part_t in parts]).astype(_U64)
+                    order = np.argsort(more_h, kind="stable")
+                    more_h, more_t = more_h[order], more_t[order]
+                at = np.searchsorted(h, more_h, side="right")
+                h, t = np.insert(h, at, more_h), np.insert(t, at, more_t)
+            h, t = _renumbered(h, t, new_slot)
+            if len(h):
+                self._words[end - len(h) : end] = (h << _U64(bits)) | t
+                end -= len(h)
+                local = (h >> _U64(64 - bits)).astype(np.intp) - c * per_new
+                counts[c * per_new : (c + 1) * per_new] += np.bincount(local, minlength=per_new)
+        total = size - end
+        for a in range(0, total, _STEP):
+            b = min(total, a + _STEP)
+            self._words[a:b] = self._words[end + a : end + b]
+        _resize(self, "_words", total)
+        directory = np.zeros((1 << bits) + 1, dtype=np.uint32 if total < 2**32 else _I64)
+        np.cumsum(counts, out=directory[1:])
+        self._dir, self._bits = directory, bits
+        self._edges = self._edge_view()
+
+    def _edge_view(self) -> np.ndarray:
+        """``_dir`` as rows (start, end) of each bucket, without a copy (and the lookup constants)."""
+        bits = self._bits
+        # bucket shift, word shift, bits a match must agree on (hash and family), tag bits
+        self._constants = (_U64(64 - bits), _U64(bits), ~_U64((1 << bits) - 2), _U64((1 << bits) - 1))
+        step = self._dir.strides[0]
+        return np.lib.stride_tricks.as_strided(self._dir, (len(self._dir) - 1, 2), (step, step), writeable=False)
+
+    def _main_pairs(self, directory: np.ndarray, bits: int, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, tags) of the main-table pairs in buckets [first, stop)."""
+        lo, hi = int(directory[first]), int(directory[stop])
+        words = self._words[lo:hi]
+        bucket = np.repeat(np.arange(first, stop, dtype=_U64), np.diff(directory[first : stop + 1]).astype(np.intp))
+        hashes = (bucket << _U64(64 - bits)) | (words >> _U64(bits))
+        return hashes, words & ((_U64(1) << _U64(bits)) - _U64(1))
+
+    def _flush(self) -> None:
+        """Turn the dicts' pairs into the newest run."""
         if not self._pending_h:
             return
-        new_h = np.array(self._pending_h, dtype=_U64)
-        new_s = np.array(self._pending_s, dtype=np.int64)
-        order = np.argsort(new_h)
-        new_h, new_s = new_h[order], new_s[order]
-        at = np.searchsorted(self._hashes, new_h)
-        self._hashes = np.insert(self._hashes, at, new_h)
-        self._slots = np.insert(self._slots, at, new_s)
-        self._buffer.clear()
+        hashes = np.array(self._pending_h, dtype=_U64)
+        tags = np.array(self._pending_t, dtype=np.uint32)
+        order = np.argsort(hashes, kind="stable")  # tags were appended in increasing order
+        self._runs.append((hashes[order], tags[order]))
+        for buffer in self._buffers:
+            buffer.clear()
         self._pending_h.clear()
-        self._pending_s.clear()
+        self._pending_t.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,6 +683,9 @@ def _banding(threshold: float, recall: float = LSH_RECALL) -> tuple[int, int]:
     return NUM_PERM, 1
 
 
+_Kind = Literal["near_duplicate", "contained"]
+
+
 @dataclass(frozen=True, slots=True)
 class DuplicateMatch:
     """A confirmed match: ``key`` is the indexed item (the original).
@@ -515,25 +695,9 @@ class DuplicateMatch:
     """
 
     key: int
-    kind: Literal["near_duplicate", "contained"]
+    kind: _Kind
     similarity: float
     value: int = 0  # what the caller stored with the original (the bot: its story id)
-
-
-@dataclass(slots=True)
-class _Entry:
-    """What the index keeps of a fingerprint: enough to confirm a candidate (not the signatures)."""
-
-    key: int
-    shingles: np.ndarray
-    token_count: int
-    title_key: str
-    timestamp: float
-    value: int
-
-    @classmethod
-    def of(cls, key: int, fp: Fingerprint, timestamp: float, value: int = 0) -> _Entry:
-        return cls(key, fp.shingles, fp.token_count, fp.title_key, timestamp, value)
 
 
 def _titles_agree(a: str, b: str) -> bool:
@@ -543,6 +707,29 @@ def _titles_agree(a: str, b: str) -> bool:
     return len(wa & wb) / min(len(wa), len(wb)) >= TITLE_OVERLAP
 
 
+_LIVE = 1  # slot flags
+_SHORT = 2  # token_count < SHORT_TOKENS
+_MIN_HEADROOM = 1024  # slots handed out between rebuilds: a quarter of the live count, at least this many
+_RECENT = 4096  # eviction heap entries before they are merged into the sorted eviction order
+_KEY_MULT = 0x9E3779B97F4A7C15  # multiplicative hashing of keys into the key table
+_MASK64 = (1 << 64) - 1
+_EMPTY, _DELETED = -1, -2  # key table cells
+_FEW_HITS = 256  # query results up to this long are deduplicated with a set,
+_FEW_CANDIDATES = 6  # and up to this many distinct slots judged one at a time (less numpy overhead)
+_BITMAP = np.uint32(0xFFFF)  # low bits of a shingle for the membership pre-test in `find`
+
+
+def _slot_bits(capacity: int) -> int:
+    return max(10, (capacity - 1).bit_length())
+
+
+def _int64(name: str, value: object) -> int:
+    number = operator.index(value)  # type: ignore[arg-type]
+    if not -(2**63) <= number < 2**63:
+        raise OverflowError(f"{name} must fit in 64 bits, got {number}")
+    return number
+
+
 class NearDuplicateIndex:
     """Near-duplicate and containment lookup over recent fingerprints (see the module docstring).
 
@@ -550,6 +737,7 @@ class NearDuplicateIndex:
     ``containment_threshold``: fraction of the shorter text's shingles present in the longer text at
     or above which the shorter one is a contained copy (summary, first paragraph).
     ``max_entries``: at most this many fingerprints; the oldest timestamps are evicted first.
+    Keys and values are 64-bit signed integers.
     """
 
     def __init__(
@@ -568,108 +756,323 @@ class NearDuplicateIndex:
         self.threshold = threshold
         self.containment_threshold = containment_threshold
         self.max_entries = max_entries
-        self._full = _BandTable(*_banding(threshold), salt=1)
-        self._lead = _BandTable(*_banding(LEAD_LSH_THRESHOLD), salt=2)
-        self._by_key: dict[int, int] = {}  # key -> live slot
-        self._slots: dict[int, _Entry] = {}  # live slot -> entry
-        self._heap: list[tuple[float, int]] = []  # (timestamp, slot), may hold dead slots
+        self._least = min(threshold, containment_threshold) * (1.0 - 1e-9)
+        # Entries live in slots numbered in insertion order; a removed entry's slot stays until
+        # the next `_rebuild`, which renumbers the live ones 0.. in the same order.
+        cap = _MIN_HEADROOM
+        self._cap = cap  # slots [0, cap) can be handed out before the next rebuild
         self._next_slot = 0
-        self._dead = 0  # removed slots still present in the band tables
+        self._live = 0
+        self._tables = _BandTables(_banding(threshold), _banding(LEAD_LSH_THRESHOLD), _slot_bits(cap))
+        self._keys = np.zeros(cap, dtype=_I64)
+        self._values = np.zeros(cap, dtype=_I64)
+        self._ts = np.zeros(cap, dtype=np.float64)
+        self._flags = np.zeros(cap, dtype=np.uint8)
+        # shingles and UTF-8 folded titles of all slots back to back, in slot order:
+        # slot s has _shingles[_sh_off[s]:_sh_off[s + 1]] and _titles[_ti_off[s]:_ti_off[s + 1]]
+        self._shingles = np.empty(1 << 16, dtype=np.uint32)
+        self._titles = np.empty(1 << 14, dtype=np.uint8)
+        self._sh_off = np.zeros(cap + 1, dtype=_I64)
+        self._ti_off = np.zeros(cap + 1, dtype=_I64)
+        self._sh_end = self._ti_end = 0  # = _sh_off[_next_slot], _ti_off[_next_slot]
+        # key -> slot: open addressing over the keys array (linear probing, cells hold slots)
+        self._cells = np.full(2 * cap, _EMPTY, dtype=np.int32)
+        self._cell_shift = 64 - (len(self._cells) - 1).bit_length()
+        # eviction order: (timestamp, slot) ascending = sorted array from `_head` + a small heap
+        self._order = np.empty(0, dtype=_I64)
+        self._head = 0
+        self._recent: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return self._live
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_key
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)
+        try:
+            number = _int64("key", key)
+        except (TypeError, OverflowError):
+            return False
+        return self._probe(number)[0] >= 0
 
     def add(self, key: int, fp: Fingerprint, timestamp: float, value: int = 0) -> None:
         """Index ``fp`` under ``key`` (replacing an earlier fingerprint of that key); ``value`` comes
         back in the `DuplicateMatch` of a copy (the bot keeps the original's story id there)."""
-        if key in self._by_key:
-            self._remove_slot(self._by_key[key])
+        key, value, timestamp = _int64("key", key), _int64("value", value), float(timestamp)
+        hashes = self._tables.band_hashes(fp.signature, fp.lead_signature)  # (all that can fail, first)
+        title = np.frombuffer(fp.title_key.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+        cell, free = self._probe(key)
+        if cell >= 0:
+            self._remove_slot(int(self._cells[cell]))
+        if self._next_slot == self._cap:
+            self._rebuild()
+            cell, free = self._probe(key)  # a new key table
+        elif cell >= 0:
+            free = cell
         slot = self._next_slot
         self._next_slot += 1
-        self._by_key[key] = slot
-        self._slots[slot] = _Entry.of(key, fp, timestamp, value)
-        heapq.heappush(self._heap, (timestamp, slot))
-        self._full.insert(slot, fp.signature)
-        self._lead.insert(slot, fp.lead_signature)
-        while len(self._slots) > self.max_entries:
+        self._live += 1
+        self._keys[slot] = key
+        self._values[slot] = value
+        self._ts[slot] = timestamp
+        self._flags[slot] = _LIVE | (_SHORT if fp.token_count < SHORT_TOKENS else 0)
+        self._sh_off[slot + 1] = self._sh_end = self._append("_shingles", self._sh_end, fp.shingles)
+        self._ti_off[slot + 1] = self._ti_end = self._append("_titles", self._ti_end, title)
+        self._cells[free] = slot
+        heapq.heappush(self._recent, (timestamp, slot))
+        if len(self._recent) > _RECENT:
+            self._merge_recent()
+        self._tables.insert(slot, hashes)
+        while self._live > self.max_entries:
             self._pop_oldest()
-        self._maybe_compact()
 
     def find(self, fp: Fingerprint, *, exclude: int | None = None) -> DuplicateMatch | None:
         """The best confirmed match for ``fp`` (highest similarity, then oldest), or None."""
-        slots = self._full.query(fp.signature) | self._lead.query(fp.lead_signature)
+        found = self._tables.query(self._tables.band_hashes(fp.signature, fp.lead_signature))
+        hits = sum(len(part) for part in found)
+        if not hits:
+            return None
+        if hits <= _FEW_HITS:
+            distinct: set[int] = set()
+            for part in found:
+                distinct.update(part.tolist())
+            if len(distinct) <= _FEW_CANDIDATES:
+                candidates = self._few_candidates(fp.shingles, distinct)
+            else:
+                candidates = self._many_candidates(fp.shingles, np.fromiter(distinct, np.intp, len(distinct)))
+        else:
+            slots = np.sort(np.concatenate(found)).astype(np.intp)
+            first = np.empty(len(slots), dtype=bool)
+            first[0] = True
+            np.not_equal(slots[1:], slots[:-1], out=first[1:])
+            candidates = self._many_candidates(fp.shingles, slots[first])
         best: tuple[float, bool, float, int] | None = None
         best_match: DuplicateMatch | None = None
-        for slot in slots:
-            entry = self._slots.get(slot)
-            if entry is None or entry.key == exclude:
+        size = len(fp.shingles)
+        short = fp.token_count < SHORT_TOKENS
+        for slot, shared, length in candidates:
+            key = int(self._keys[slot])
+            if key == exclude:
                 continue
-            match = self._confirm(fp, entry)
-            if match is None:
+            verdict = self._verdict(shared, size, length)
+            if verdict is None:
                 continue
-            rank = (match.similarity, match.kind == "near_duplicate", -entry.timestamp, -slot)
+            if (short or self._flags[slot] & _SHORT) and not _titles_agree(fp.title_key, self._title(slot)):
+                continue
+            kind, similarity = verdict
+            rank = (similarity, kind == "near_duplicate", -float(self._ts[slot]), -slot)
             if best is None or rank > best:
-                best, best_match = rank, match
+                best = rank
+                best_match = DuplicateMatch(key, kind, similarity, int(self._values[slot]))
         return best_match
 
     def compare(self, a: Fingerprint, b: Fingerprint) -> DuplicateMatch | None:
         """Judge one pair with this index's thresholds (``key`` is -1): the confirmation step alone."""
-        return self._confirm(a, _Entry.of(-1, b, 0.0))
+        shared = int(np.intersect1d(a.shingles, b.shingles, assume_unique=True).size)
+        if shared == 0:
+            return None
+        if min(a.token_count, b.token_count) < SHORT_TOKENS and not _titles_agree(a.title_key, b.title_key):
+            return None
+        verdict = self._verdict(shared, len(a.shingles), len(b.shingles))
+        return None if verdict is None else DuplicateMatch(-1, verdict[0], verdict[1], 0)
 
     def evict_older_than(self, timestamp: float) -> int:
         """Forget fingerprints with a timestamp before ``timestamp``; returns how many."""
         removed = 0
-        while self._heap and self._heap[0][0] < timestamp:
-            _, slot = heapq.heappop(self._heap)
-            if slot in self._slots:
+        order, ts = self._order, self._ts
+        cut = bisect.bisect_left(order, timestamp, lo=self._head, key=lambda slot: ts[slot])
+        for slot in order[self._head : cut].tolist():
+            if self._flags[slot] & _LIVE:
                 self._remove_slot(slot)
                 removed += 1
-        self._maybe_compact()
+        self._head = cut
+        recent = self._recent
+        while recent and recent[0][0] < timestamp:
+            _, slot = heapq.heappop(recent)
+            if self._flags[slot] & _LIVE:
+                self._remove_slot(slot)
+                removed += 1
+        if self._next_slot - self._live > max(_MIN_HEADROOM, self._live):
+            self._rebuild()  # give the memory back after a large eviction
         return removed
 
     # -- internals --------------------------------------------------------------------------
 
-    def _confirm(self, fp: Fingerprint, other: _Entry) -> DuplicateMatch | None:
-        a, b = fp.shingles, other.shingles
-        shared = int(np.intersect1d(a, b, assume_unique=True).size)
-        if shared == 0:
-            return None
-        if min(fp.token_count, other.token_count) < SHORT_TOKENS and not _titles_agree(
-            fp.title_key, other.title_key
-        ):
-            return None
-        jaccard = shared / (len(a) + len(b) - shared)
+    def _verdict(self, shared: int, size_a: int, size_b: int) -> tuple[_Kind, float] | None:
+        jaccard = shared / (size_a + size_b - shared)
         if jaccard >= self.threshold and shared >= MIN_SHARED_SHINGLES:
-            return DuplicateMatch(other.key, "near_duplicate", jaccard, other.value)
-        smaller = min(len(a), len(b))
+            return "near_duplicate", jaccard
+        smaller = min(size_a, size_b)
         containment = shared / smaller
         if smaller >= MIN_CONTAINED_SHINGLES and containment >= self.containment_threshold:
-            return DuplicateMatch(other.key, "contained", containment, other.value)
+            return "contained", containment
         return None
 
-    def _pop_oldest(self) -> None:
-        while self._heap:
-            _, slot = heapq.heappop(self._heap)
-            if slot in self._slots:
-                self._remove_slot(slot)
-                return
+    # Candidates: (slot, shared shingles, shingles) of the live slots that may match. A match
+    # shares at least min(threshold, containment_threshold) of the smaller set (less a rounding
+    # margin: `_least`), which rules most out before `_verdict` judges the others exactly.
+
+    def _few_candidates(self, query: np.ndarray, slots: set[int]) -> list[tuple[int, int, int]]:
+        """The candidates among a few ``slots``, one at a time (less numpy overhead)."""
+        wanted = set(query.tolist())
+        size, flags, offsets, arena = len(query), self._flags, self._sh_off, self._shingles
+        candidates = []
+        for slot in slots:
+            if flags[slot] & _LIVE:
+                start, end = int(offsets[slot]), int(offsets[slot + 1])
+                shared = len(wanted.intersection(arena[start:end].tolist()))
+                if shared >= min(end - start, size) * self._least:
+                    candidates.append((slot, shared, end - start))
+        return candidates
+
+    def _many_candidates(self, query: np.ndarray, slots: np.ndarray) -> list[tuple[int, int, int]]:
+        """The candidates among distinct ``slots``, all at once: the shingles of all are checked
+        against a bitmap of the query's low 16 bits, and those that pass looked up exactly."""
+        slots = slots[(self._flags[slots] & _LIVE) != 0]
+        starts = self._sh_off[slots]
+        lengths = self._sh_off[slots + 1] - starts
+        ends = np.cumsum(lengths)
+        values = self._shingles[_ranges(starts, lengths)]
+        bitmap = np.zeros(1 << 16, dtype=np.bool_)
+        bitmap[query & _BITMAP] = True
+        maybe = np.flatnonzero(bitmap[values & _BITMAP])
+        values = values[maybe]
+        at = np.minimum(np.searchsorted(query, values), len(query) - 1)
+        owner = np.searchsorted(ends, maybe[query[at] == values], side="right")
+        shared = np.bincount(owner, minlength=len(slots))
+        keep = np.flatnonzero(shared >= np.minimum(lengths, len(query)) * self._least)
+        return list(zip(slots[keep].tolist(), shared[keep].tolist(), lengths[keep].tolist(), strict=True))
+
+    def _title(self, slot: int) -> str:
+        data = self._titles[int(self._ti_off[slot]) : int(self._ti_off[slot + 1])]
+        return data.tobytes().decode("utf-8", "surrogatepass")
+
+    def _append(self, name: str, at: int, data: np.ndarray) -> int:
+        """Write ``data`` at ``at`` into the arena ``name`` (growing it); returns the end."""
+        end = at + len(data)
+        arena = getattr(self, name)
+        if end > len(arena):
+            del arena  # no reference of ours may stop an in-place resize
+            _resize(self, name, max(end, len(getattr(self, name)) * 17 // 16))  # a realloc: cheap steps
+            arena = getattr(self, name)
+        arena[at:end] = data
+        return end
+
+    def _probe(self, key: int) -> tuple[int, int]:
+        """(the key table cell holding ``key`` or -1, the first deleted or empty cell on its way)."""
+        cells, keys = self._cells, self._keys
+        mask = len(cells) - 1
+        cell = ((key * _KEY_MULT) & _MASK64) >> self._cell_shift
+        free = -1
+        while True:
+            slot = cells[cell]
+            if slot >= 0:
+                if keys[slot] == key:
+                    return int(cell), free
+            elif free < 0:
+                free = int(cell)
+            if slot == _EMPTY:
+                return -1, free
+            cell = (cell + 1) & mask
 
     def _remove_slot(self, slot: int) -> None:
-        entry = self._slots.pop(slot)
-        del self._by_key[entry.key]
-        self._dead += 1
+        cell = self._probe(int(self._keys[slot]))[0]
+        assert cell >= 0, "a live slot's key is in the key table"
+        self._flags[slot] &= ~np.uint8(_LIVE)
+        self._cells[cell] = _DELETED
+        self._live -= 1
 
-    def _maybe_compact(self) -> None:
-        """Drop removed slots from the band tables and the heap once they outnumber live ones."""
-        if self._dead <= max(1024, len(self._slots)):
-            return
-        live = np.fromiter(self._slots, dtype=np.int64, count=len(self._slots))
-        live.sort()
-        self._full.compact(live)
-        self._lead.compact(live)
-        self._heap = [(e.timestamp, s) for s, e in self._slots.items()]
-        heapq.heapify(self._heap)
-        self._dead = 0
+    def _pop_oldest(self) -> None:
+        """Remove the live entry with the smallest (timestamp, slot)."""
+        order, flags, recent = self._order, self._flags, self._recent
+        head = self._head
+        while head < len(order) and not flags[order[head]] & _LIVE:
+            head += 1
+        self._head = head
+        while recent and not flags[recent[0][1]] & _LIVE:
+            heapq.heappop(recent)
+        if head < len(order):
+            slot = int(order[head])
+            if not recent or (float(self._ts[slot]), slot) < recent[0]:
+                self._head = head + 1
+                self._remove_slot(slot)
+                return
+        if recent:
+            self._remove_slot(heapq.heappop(recent)[1])
+
+    def _merge_recent(self) -> None:
+        """Move the heap's live entries into the sorted eviction order (their slots are larger)."""
+        rest = self._order[self._head :]
+        rest = rest[(self._flags[rest] & _LIVE) != 0]
+        recent = sorted(entry for entry in self._recent if self._flags[entry[1]] & _LIVE)
+        times = np.array([t for t, _ in recent], dtype=np.float64)
+        slots = np.array([s for _, s in recent], dtype=_I64)
+        at = np.searchsorted(self._ts[rest], times, side="right")
+        self._order = np.insert(rest, at, slots)
+        self._head = 0
+        self._recent = []
+
+    def _rebuild(self) -> None:
+        """Drop removed slots everywhere, renumber the live ones 0.. in order and size everything
+        for the slots that can be handed out until the next rebuild."""
+        self._merge_recent()
+        used = self._next_slot
+        live = (self._flags[:used] & _LIVE) != 0
+        count = int(live.sum())
+        new_slot = np.full(used, -1, dtype=_I64)
+        new_slot[live] = np.arange(count)
+        # the next rebuild comes after a quarter of the live count in adds: soon enough to bound the
+        # removed slots' memory and the band tables' runs, late enough to cost O(1) per add
+        cap = count + max(_MIN_HEADROOM, count // 4)
+        bits = _slot_bits(cap)
+        self._tables.rebuild(new_slot, bits)
+        self._sh_off = self._compact("_shingles", self._sh_off, live, cap)
+        self._ti_off = self._compact("_titles", self._ti_off, live, cap)
+        for name in ("_keys", "_values", "_ts", "_flags"):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[:count] = old[:used][live]
+            setattr(self, name, new)
+        self._order = new_slot[self._order]
+        self._cap, self._next_slot = cap, count
+        self._sh_end, self._ti_end = int(self._sh_off[count]), int(self._ti_off[count])
+        self._build_key_table()
+
+    def _compact(self, name: str, offsets: np.ndarray, live: np.ndarray, cap: int) -> np.ndarray:
+        """Keep the live slots' data in the arena ``name`` (in place, in steps); their new offsets."""
+        used = len(live)
+        lengths = np.diff(offsets[: used + 1])
+        new = np.zeros(cap + 1, dtype=_I64)
+        if live.all():  # nothing to drop (the index is filling up)
+            new[: used + 1] = offsets[: used + 1]
+            return new
+        end = 0
+        step = 1024
+        for first in range(0, used, step):
+            stop = min(used, first + step)
+            lo, hi = int(offsets[first]), int(offsets[stop])
+            kept = getattr(self, name)[lo:hi][np.repeat(live[first:stop], lengths[first:stop])]
+            getattr(self, name)[end : end + len(kept)] = kept
+            end += len(kept)
+        if len(getattr(self, name)) > end + end // 8 + (1 << 16):
+            _resize(self, name, end + end // 16 + (1 << 16))
+        np.cumsum(lengths[live], out=new[1 : int(live.sum()) + 1])
+        return new
+
+    def _build_key_table(self) -> None:
+        """The key table for slots [0, _next_slot), sized for `_cap` slots (at most half full)."""
+        count = self._next_slot
+        size = 1 << (2 * self._cap - 1).bit_length()
+        cells = np.full(size, _EMPTY, dtype=np.int32)
+        self._cell_shift = 64 - (size - 1).bit_length()
+        keys = self._keys[:count].view(_U64)
+        cell = ((keys * _U64(_KEY_MULT)) >> _U64(self._cell_shift)).astype(np.intp)
+        waiting = np.arange(count)
+        while len(waiting):  # place in rounds: a key takes its cell if it is free and no one before wants it
+            free = np.flatnonzero(cells[cell] == _EMPTY)
+            taken, first = np.unique(cell[free], return_index=True)
+            cells[taken] = waiting[free[first]]
+            placed = np.zeros(len(waiting), dtype=bool)
+            placed[free[first]] = True
+            waiting, cell = waiting[~placed], (cell[~placed] + 1) & (size - 1)
+        self._cells = cells

@@ -5,6 +5,7 @@ The articles below are invented news text written for these tests.
 
 from __future__ import annotations
 
+import cProfile
 import re
 from typing import NamedTuple
 
@@ -749,6 +750,117 @@ def test_adding_a_key_again_replaces_its_fingerprint() -> None:
     assert len(index) == 1
     assert find(index, RATES) is None
     assert find(index, FROG) == DuplicateMatch(1, "near_duplicate", 1.0)
+
+
+def test_the_value_stored_with_an_original_comes_back_with_its_copies() -> None:
+    """The bot keeps the original's story id there; adding the key again replaces it."""
+    index = NearDuplicateIndex()
+    index.add(1, fp_of(RATES), 1000.0, value=2**40 + 7)
+    index.add(2, fp_of(FROG), 1001.0)
+    match = find(index, curly(RATES))
+    assert match is not None and (match.key, match.value) == (1, 2**40 + 7)
+    assert find(index, FROG) == DuplicateMatch(2, "near_duplicate", 1.0, 0)
+    index.add(1, fp_of(RATES), 1002.0, value=-5)
+    assert len(index) == 2
+    assert find(index, RATES) == DuplicateMatch(1, "near_duplicate", 1.0, -5)
+
+
+def test_keys_and_values_are_64_bit_integers() -> None:
+    index = NearDuplicateIndex()
+    with pytest.raises(OverflowError):
+        index.add(2**63, fp_of(RATES), 1.0)
+    with pytest.raises(OverflowError):
+        index.add(1, fp_of(RATES), 1.0, value=-(2**63) - 1)
+    with pytest.raises(TypeError):
+        index.add("item 1", fp_of(RATES), 1.0)  # type: ignore[arg-type]
+    assert len(index) == 0  # a refused add changes nothing
+    index.add(-(2**63), fp_of(RATES), 1.0)
+    assert -(2**63) in index and 2**63 not in index and "item" not in index
+
+
+def test_eviction_takes_the_oldest_timestamps_whatever_the_arrival_order(synthetic_fps: list[Fingerprint]) -> None:
+    """Published times arrive out of order and tie: the oldest go first, of equal times the one
+    indexed first. So the index always holds the newest ``max_entries`` by (time, arrival)."""
+    times = np.random.default_rng(3).integers(0, 60, size=400).astype(float).tolist()
+    index = NearDuplicateIndex(max_entries=100)
+    for key, ts in enumerate(times):
+        index.add(key, synthetic_fps[key], ts)
+    newest = sorted(range(len(times)), key=lambda k: (times[k], k))[-100:]
+    assert len(index) == 100
+    assert [key for key in range(len(times)) if key in index] == sorted(newest)
+
+
+def test_a_key_added_again_is_evicted_by_its_new_timestamp(synthetic_fps: list[Fingerprint]) -> None:
+    index = NearDuplicateIndex(max_entries=2)
+    index.add(1, synthetic_fps[1], 10.0)
+    index.add(2, synthetic_fps[2], 20.0)
+    index.add(1, synthetic_fps[3], 30.0)  # key 1 again: now the newest
+    index.add(3, synthetic_fps[4], 40.0)
+    assert (1 in index, 2 in index, 3 in index) == (True, False, True)
+    assert index.find(synthetic_fps[3]) == DuplicateMatch(1, "near_duplicate", 1.0)
+    assert index.find(synthetic_fps[1]) is None
+
+
+def test_lookups_stay_exact_through_many_evictions_and_compactions(synthetic_fps: list[Fingerprint]) -> None:
+    """Thousands of adds, re-adds and evictions make the index compact its storage again and
+    again: every live entry is still found with its value, and nothing removed comes back.
+
+    ``expected`` is the bookkeeping spelled out: key -> (time, arrival, fingerprint, value)."""
+    rng = np.random.default_rng(11)
+    index = NearDuplicateIndex(max_entries=300)
+    expected: dict[int, tuple[float, int, int, int]] = {}
+
+    def check(added: int) -> None:
+        assert len(index) == len(expected)
+        for key, (_, _, i, value) in expected.items():
+            assert index.find(synthetic_fps[i]) == DuplicateMatch(key, "near_duplicate", 1.0, value)
+        live = {i for _, _, i, _ in expected.values()}
+        for i in range(0, added, 7):
+            assert i in live or index.find(synthetic_fps[i]) is None
+
+    for arrival, fp in enumerate(synthetic_fps):
+        key = arrival if rng.random() < 0.8 else int(rng.integers(0, arrival + 1))  # some keys come again
+        ts = float(arrival + rng.integers(0, 50))  # out of order
+        index.add(key, fp, ts, value=3 * arrival)
+        expected[key] = (ts, arrival, arrival, 3 * arrival)
+        while len(expected) > 300:
+            del expected[min(expected, key=lambda k: expected[k][:2])]
+        if arrival % 700 == 699:
+            cut = arrival - 150.0
+            gone = [k for k, entry in expected.items() if entry[0] < cut]
+            assert index.evict_older_than(cut) == len(gone)
+            for k in gone:
+                del expected[k]
+        if arrival in (1500, len(synthetic_fps) - 1):
+            check(arrival + 1)
+
+
+def test_ties_among_many_equal_originals_go_to_the_oldest(synthetic_fps: list[Fingerprint]) -> None:
+    """Whether a few or many originals are equally similar (the index judges many at once), the
+    match is the one with the oldest timestamp, then the one indexed first."""
+    for copies in (3, 40):
+        index = NearDuplicateIndex()
+        for key in range(copies):
+            index.add(key, synthetic_fps[0], 100.0 - key % 5)
+            index.add(1000 + key, synthetic_fps[1 + key], 50.0)  # unrelated texts around them
+        oldest = min(range(copies), key=lambda k: (100.0 - k % 5, k))
+        assert index.find(synthetic_fps[0]) == DuplicateMatch(oldest, "near_duplicate", 1.0)
+        assert index.find(synthetic_fps[0], exclude=oldest) != DuplicateMatch(oldest, "near_duplicate", 1.0)
+
+
+def test_the_index_works_under_a_profiler(synthetic_fps: list[Fingerprint]) -> None:
+    """A profiler holds references to the arrays the index would grow in place; it copies them then."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        index = NearDuplicateIndex(max_entries=500)
+        for key, fp in enumerate(synthetic_fps[:2500]):
+            index.add(key, fp, float(key))
+    finally:
+        profiler.disable()
+    for key in range(2000, 2500, 5):
+        assert index.find(synthetic_fps[key]) == DuplicateMatch(key, "near_duplicate", 1.0)
+    assert index.find(synthetic_fps[1999]) is None
 
 
 def test_bad_settings_are_refused() -> None:
