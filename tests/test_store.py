@@ -31,10 +31,15 @@ async def test_start_up_reloads_the_newest_originals_fingerprints_with_their_sto
                                 fts=match.fts_columns(item.title, item.text, "A")))
         news[2].fingerprint = None  # a copy or a body too short: no fingerprint
         await core.store.write_items(news)
-        rows = await core.store.fingerprints_since(0.0, 3)
+        async def load(since: float, limit: int, batch: int = 5000) -> list[list[tuple]]:
+            return [b async for b in core.store.fingerprints_since(since, limit, batch)]
+
+        [rows] = await load(0.0, 3)
         assert [(r[0], r[2], r[3]) for r in rows] == [(2, 102, b"fp2"), (4, 104, b"fp4"), (5, 105, b"fp5")]
         assert rows[0][1] == datetime(2026, 11, 20, 2, tzinfo=UTC).timestamp()
         assert rows[1][1] == 1_800_000_004.0, "no published date: first seen"
-        assert await core.store.fingerprints_since(1_800_000_004.5, 10) == [rows[2]], "only within retention"
+        assert await load(1_800_000_004.5, 10) == [[rows[2]]], "only within retention"
+        assert await load(0.0, 3, batch=2) == [rows[:2], rows[2:]], "a batch at a time, oldest first"
+        assert [r[0] for b in await load(0.0, 100, batch=2) for r in b] == [1, 2, 4, 5], "fewer than the limit: all"
     finally:
         await core.close()

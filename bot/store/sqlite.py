@@ -551,17 +551,29 @@ class SQLiteStore:
         )
         return [_item(r) for r in rows]
 
-    async def fingerprints_since(self, since: float, limit: int) -> list[tuple[int, float, int, bytes]]:
+    async def fingerprints_since(
+        self, since: float, limit: int, batch: int = 5000
+    ) -> AsyncIterator[list[tuple[int, float, int, bytes]]]:
         """(item id, time, story id, fingerprint) of the newest ``limit`` fingerprinted items seen
-        since ``since``, oldest first. The time is the one the judge indexes an item by: published,
-        else first seen."""
-        rows = await self._all(
-            "SELECT f.item_id, COALESCE(i.published, i.seen), i.story_id, f.data FROM fingerprints f "
-            "JOIN items i ON i.id=f.item_id WHERE f.created >= ? AND i.story_id IS NOT NULL "
-            "ORDER BY f.item_id DESC LIMIT ?",
-            (since, limit),
+        since ``since``, oldest first, ``batch`` rows at a time (a full index is ~100 MB of rows).
+        The time is the one the judge indexes an item by: published, else first seen."""
+        where = "f.created >= ? AND i.story_id IS NOT NULL"
+        row = await self._one(
+            f"SELECT f.item_id FROM fingerprints f JOIN items i ON i.id=f.item_id WHERE {where} "
+            "ORDER BY f.item_id DESC LIMIT 1 OFFSET ?",
+            (since, max(0, limit - 1)),
         )
-        return [(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
+        cursor = row[0] - 1 if row else -1
+        while True:
+            rows = await self._all(
+                "SELECT f.item_id, COALESCE(i.published, i.seen), i.story_id, f.data FROM fingerprints f "
+                f"JOIN items i ON i.id=f.item_id WHERE f.item_id > ? AND {where} ORDER BY f.item_id LIMIT ?",
+                (cursor, since, batch),
+            )
+            if not rows:
+                return
+            yield [(r[0], r[1], r[2], r[3]) for r in rows]
+            cursor = rows[-1][0]
 
     async def search(self, fts_query: str | None, limit: int, workspace: str | None) -> list[StoredItem]:
         """Newest items first; ``fts_query`` is an FTS5 MATCH prefilter (None: no prefilter).
