@@ -54,7 +54,15 @@ def compile_keywords(keywords: Iterable[str]) -> list[tuple[str, re.Pattern[str]
 
 
 def rss_kb() -> float:
-    """Peak resident set size of this process in MB (Linux reports KB)."""
+    """This process's own peak RSS: ``VmHWM``, the high-water mark of its address space. Not
+    ``ru_maxrss``: on Linux a child starts with its parent's high-water mark (the orchestrator's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

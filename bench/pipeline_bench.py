@@ -98,6 +98,15 @@ def _seed_farm(spec_kw: dict[str, Any]) -> Farm:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM``, the high-water mark of its address space. Not
+    ``ru_maxrss``: on Linux a child starts with its parent's high-water mark (the orchestrator's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
