@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import resource
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import feedparser
+
+from bench.farm import peak_rss_mb
 
 _PHRASE = re.compile(r'"([^"]+)"')
 _CAMEL = re.compile(r"[A-Z][a-z]+|[A-Z]+(?![a-z])|[a-z]+|\d+|[^\x00-\x7f]+")
@@ -51,19 +52,6 @@ def keyword_of(query: str) -> str:
 
 def compile_keywords(keywords: Iterable[str]) -> list[tuple[str, re.Pattern[str]]]:
     return [(k, re.compile(r"\b" + re.escape(k) + r"\b", re.IGNORECASE)) for k in keywords]
-
-
-def rss_kb() -> float:
-    """This process's own peak RSS: ``VmHWM``, the high-water mark of its address space. Not
-    ``ru_maxrss``: on Linux a child starts with its parent's high-water mark (the orchestrator's)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class TypicalBot:
@@ -118,7 +106,7 @@ def run_polls(urls: Sequence[str], keywords: Sequence[str], seconds: float, min_
         "statuses": statuses,
         "latency_p50_ms": _pct(lat, 0.50) * 1000,
         "latency_p99_ms": _pct(lat, 0.99) * 1000,
-        "peak_rss_mb": rss_kb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

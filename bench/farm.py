@@ -34,6 +34,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -390,6 +391,19 @@ async def serve(farm: Farm, ports: int, host: str = "127.0.0.1") -> tuple[web.Ap
         bound.append(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
     farm.base = f"http://{host}:{bound[0]}"
     return runner, bound
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: ``VmHWM``, the high-water mark of its address space. Not
+    ``ru_maxrss``: on Linux a child starts with its parent's high-water mark (the orchestrator's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def pin_to_cpu(cpu: int | None) -> int | None:

@@ -51,7 +51,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from bench.farm import Corpus, Farm, FarmSpec, pin_to_cpu
+from bench.farm import Corpus, Farm, FarmSpec, peak_rss_mb, pin_to_cpu
 from bot.adapter import CommandPort
 from bot.fetch import Fetcher, FetchError, FetchResult
 from bot.models import MessageKind, OutgoingMessage, SendResult
@@ -95,19 +95,6 @@ def _seed_farm(spec_kw: dict[str, Any]) -> Farm:
     if key not in _FARMS:
         _FARMS[key] = Farm(FarmSpec(**spec_kw))
     return _FARMS[key]
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS: ``VmHWM``, the high-water mark of its address space. Not
-    ``ru_maxrss``: on Linux a child starts with its parent's high-water mark (the orchestrator's)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def current_rss_mb() -> float:
