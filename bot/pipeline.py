@@ -41,14 +41,6 @@ class ParsedBatch:
     ttl: float | None
 
 
-def parse_and_normalise(body: bytes, *, url: str, content_type: str | None, source_name: str,
-                        now: datetime) -> ParsedBatch:
-    """Pure and CPU-bound: run in a worker thread. Raises parse.FeedParseError for a non-feed."""
-    feed = parse_feed(body, url=url, content_type=content_type)
-    return normalise_entries(feed.entries, url=url, source_name=source_name, now=now,
-                             ttl=float(feed.ttl) if feed.ttl else None)
-
-
 def parse_with_guids(body: bytes, *, url: str, content_type: str | None, guard: ParseGuard | None = None,
                      source_id: int = 0, seen: bytes | None = None,
                      ) -> tuple[ParsedFeed, list[str | None], bytes | None]:
@@ -87,10 +79,10 @@ class ParseGuard:
         self.max_pinned = max_pinned
         self.pinned: set[int] = set()  # source ids parsed by feedparser only
         self.no_cut: set[int] = set()  # source ids whose bodies are always parsed whole
-        self.cut_checked = 0
+        self.checked = 0  # fast parses checked
+        self.cut_checked = 0  # cut bodies checked
+        self._fast = 0
         self._cuts = 0
-        self.checked = 0
-        self._count = 0
 
     def parse(self, source_id: int, body: bytes, *, url: str, content_type: str | None) -> ParsedFeed:
         if source_id in self.pinned:
@@ -98,21 +90,13 @@ class ParseGuard:
         feed = parse_feed(body, url=url, content_type=content_type)
         if feed.parser != "fast":
             return feed
-        self._count += 1
-        if self._count % self.every != 1 and self.every > 1:
+        self._fast += 1
+        if not self._due(self._fast):
             return feed
         self.checked += 1
-        from bot.parse_fast import compare_parsed  # imported already: this feed came from it
-
         reference = parse_with_feedparser(body, url=url, content_type=content_type)
-        diffs = compare_parsed(feed, reference, url=url)
-        if not diffs:
-            return feed
-        if len(self.pinned) < self.max_pinned:
-            self.pinned.add(source_id)
-        log.warning("fast parser disagrees with feedparser; this source is parsed by feedparser from now on",
-                    extra={"url": url, "differences": len(diffs), "first": diffs[0]})
-        return reference
+        return self._settle(feed, reference, reference, self.pinned, source_id, url,
+                            "fast parser disagrees with feedparser; this source is parsed by feedparser from now on")
 
     def check_cut(self, source_id: int, feed: ParsedFeed, body: bytes, kept: tuple[int, ...], *, url: str,
                   content_type: str | None) -> ParsedFeed:
@@ -120,25 +104,34 @@ class ParseGuard:
         and the entries kept compared with the same entries of the whole feed. On a difference the
         whole feed is used and this source's bodies are never cut again (logged)."""
         self._cuts += 1
-        if self._cuts % self.every != 1 and self.every > 1:
+        if not self._due(self._cuts):
             return feed
         self.cut_checked += 1
-        from bot.parse_fast import compare_parsed
-
         whole = parse_with_feedparser(body, url=url, content_type=content_type)
         if len(whole.entries) > max(kept, default=-1):
             expected = dataclasses.replace(whole, entries=tuple(whole.entries[i] for i in kept))
-            diffs = compare_parsed(feed, expected, url=url)
-        else:
-            diffs = [f"entry count: the whole feed has {len(whole.entries)}, entry {max(kept)} was kept"]
+        else:  # the whole feed lacks an entry that was kept: any difference is one
+            expected = dataclasses.replace(whole, entries=())
+        return self._settle(feed, expected, whole, self.no_cut, source_id, url,
+                            "parsing only the changed entries disagrees with parsing the whole feed; "
+                            "this source's feeds are parsed whole from now on")
+
+    def _due(self, count: int) -> bool:
+        return self.every <= 1 or count % self.every == 1
+
+    def _settle(self, feed: ParsedFeed, expected: ParsedFeed, fallback: ParsedFeed, barred: set[int],
+                source_id: int, url: str, message: str) -> ParsedFeed:
+        """``feed`` if it gives the items ``expected`` gives; else bar the source (log it) and use
+        ``fallback``."""
+        from bot.parse_fast import compare_parsed  # imported already: a fast parse came from it
+
+        diffs = compare_parsed(feed, expected, url=url)
         if not diffs:
             return feed
-        if len(self.no_cut) < self.max_pinned:
-            self.no_cut.add(source_id)
-        log.warning("parsing only the changed entries disagrees with parsing the whole feed; this source's "
-                    "feeds are parsed whole from now on",
-                    extra={"url": url, "differences": len(diffs), "first": diffs[0]})
-        return whole
+        if len(barred) < self.max_pinned:
+            barred.add(source_id)
+        log.warning(message, extra={"url": url, "differences": len(diffs), "first": diffs[0]})
+        return fallback
 
 
 def normalise_entries(entries: Iterable[RawEntry], *, url: str, source_name: str, now: datetime,
