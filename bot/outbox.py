@@ -81,40 +81,6 @@ def _resolve(d: PendingDelivery, just_sent: dict[int, tuple[str, str | None, str
     return d
 
 
-class _GroupCommit:
-    """Records sent messages; the records of messages posted while a write is in flight go together
-    in the next write. Each sender still waits for its own record before it posts its destination's
-    next message, so a crash can re-post at most the messages in flight, as with one write each."""
-
-    def __init__(self, store: SQLiteStore, clock: Callable[[], float]) -> None:
-        self.store = store
-        self.clock = clock
-        self._waiting: list[tuple[tuple[int, str, str | None], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def record(self, delivery_id: int, message_ref: str, thread_ref: str | None) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
-        self._waiting.append(((delivery_id, message_ref, thread_ref), done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write())
-        await asyncio.shield(done)  # a cancelled sender must not cancel the others' write
-
-    async def _write(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await self.store.mark_sent([row for row, _ in batch], self.clock())
-            except Exception as e:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-
-
 class Outbox:
     def __init__(
         self,
@@ -139,7 +105,6 @@ class Outbox:
         self._unrecorded: dict[int, tuple[str, str | None]] = {}
         self.on_paused = on_paused  # e.g. refresh the judge's paused subscriptions
         self._stop: asyncio.Event | None = None  # set by run_forever: shutting down, send nothing new
-        self._recorder = _GroupCommit(store, clock)
         self.sent = 0
 
     def register(self, adapter: Adapter) -> None:
@@ -290,7 +255,9 @@ class Outbox:
         """The message is out: record it, retrying a few times (a lost record means a second post)."""
         for attempt in range(MARK_SENT_TRIES):
             try:
-                await self._recorder.record(delivery_id, message_ref, thread_ref)
+                # committed together with other destinations' records meanwhile (group commit);
+                # returns once this one is committed, before the destination's next message goes
+                await self.store.mark_sent([(delivery_id, message_ref, thread_ref)], self.clock())
                 return
             except Exception:
                 if attempt == MARK_SENT_TRIES - 1:

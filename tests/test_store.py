@@ -1,8 +1,12 @@
-"""The SQLite store's read paths that rebuild the bot's memory at start-up."""
+"""The SQLite store: the read paths that rebuild the bot's memory at start-up, and group commit."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime
+
+import pytest
 
 from bot import match
 from bot.app import Core
@@ -41,5 +45,66 @@ async def test_start_up_reloads_the_newest_originals_fingerprints_with_their_sto
         assert await load(1_800_000_004.5, 10) == [[rows[2]]], "only within retention"
         assert await load(0.0, 3, batch=2) == [rows[:2], rows[2:]], "a batch at a time, oldest first"
         assert [r[0] for b in await load(0.0, 100, batch=2) for r in b] == [1, 2, 4, 5], "fewer than the limit: all"
+    finally:
+        await core.close()
+
+
+async def _core_with_sources(tmp_path, n: int) -> Core:
+    return await Core.open(config_from_dict({
+        "storage": {"path": str(tmp_path / "t.db")},
+        "sources": [{"name": f"S{i}", "url": f"https://s{i}.example/feed"} for i in range(n)],
+    }), sender=False)
+
+
+async def test_polls_finishing_together_are_committed_together_each_with_its_own_outcome(tmp_path):
+    """Group commit of poll bookkeeping: 40 polls recording their outcome at once cost a few
+    transactions, not 40, and every source ends up with exactly its own outcome."""
+    core = await _core_with_sources(tmp_path, 40)
+    try:
+        sources = await core.store.all_sources()
+        commits: list[str] = []
+        original = core.store._write_hop
+
+        async def counting(fn):
+            commits.append(fn.func.__name__)
+            return await original(fn)
+
+        core.store._write_hop = counting  # type: ignore[method-assign]
+        await asyncio.gather(*(
+            core.store.record_poll_success(s.id, now=1000.0, next_poll=2000.0 + s.id, etag=f"e{s.id}",
+                                           last_modified=None, body_hash=f"h{s.id}", baseline_done=True)
+            if s.id % 2 else
+            core.store.record_poll_failure(s.id, now=1000.0, next_poll=3000.0 + s.id, error=f"boom {s.id}",
+                                           failing=False)
+            for s in sources))
+        assert 1 <= len(commits) <= 3, commits
+        for s in await core.store.all_sources():
+            if s.id % 2:
+                assert (s.state, s.next_poll, s.etag, s.body_hash) == ("ok", 2000.0 + s.id, f"e{s.id}", f"h{s.id}")
+            else:
+                assert (s.consecutive_failures, s.next_poll, s.last_error) == (1, 3000.0 + s.id, f"boom {s.id}")
+    finally:
+        await core.close()
+
+
+async def test_a_failed_group_commit_fails_every_writer_in_it_and_writes_none_of_it(tmp_path):
+    """If the shared transaction fails, nobody is told their outcome was stored, and no part of it
+    is: each caller's own recovery (the scheduler holds the source, the outbox records again) runs."""
+    core = await _core_with_sources(tmp_path, 3)
+    try:
+        sources = await core.store.all_sources()
+        # a statement that fails inside the group, queued among good ones
+        results = await asyncio.gather(
+            core.store.postpone_source(sources[0].id, 5000.0),
+            core.store._grouped.write("UPDATE no_such_table SET x=1", ()),
+            core.store.postpone_source(sources[1].id, 6000.0),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        assert [s.next_poll for s in await core.store.all_sources()] == [s.next_poll for s in sources]
+        await core.store.postpone_source(sources[2].id, 7000.0)  # the next group commits normally
+        assert (await core.store.get_source(sources[2].id)).next_poll == 7000.0
+        with pytest.raises(sqlite3.OperationalError):
+            await core.store._grouped.write("UPDATE no_such_table SET x=1", ())
     finally:
         await core.close()

@@ -13,12 +13,13 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -33,6 +34,8 @@ from bot.store import (
 )
 
 log = logging.getLogger("tagwire.store")
+
+T = TypeVar("T")
 
 _SOURCE_COLS = (
     "id, url, name, interval, in_config, state, next_poll, last_poll, last_success, "
@@ -119,6 +122,7 @@ class SQLiteStore:
         self.path = str(path)
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._grouped = _GroupedWrites(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -199,6 +203,21 @@ class SQLiteStore:
         """One write statement, atomic on its own, under the single-writer lock."""
         async with self._write_lock:
             await self.db.execute(sql, tuple(params))
+
+    async def _hop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the database thread: one round trip however many statements.
+
+        aiosqlite has no public call for this; ``Connection._execute`` is the queue every one of its
+        own calls goes through (the same in every release since 0.17; pyproject pins the range and
+        every write test goes through here, so a change there fails the suite, not production)."""
+        db = self.db
+        return await db._execute(fn, db._conn)
+
+    async def _write_hop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` as one write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on any
+        error) in one round trip, under the single-writer lock."""
+        async with self._write_lock:
+            return await self._hop(partial(_transaction, fn))
 
     # -- sources ---------------------------------------------------------------------------------
     async def sync_config_sources(self, sources: list[tuple[str, str, float | None]]) -> None:
@@ -320,7 +339,7 @@ class SQLiteStore:
         return [_source(r) for r in rows]
 
     async def postpone_source(self, source_id: int, next_poll: float) -> None:
-        await self._write1("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
+        await self._grouped.write("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
 
     async def record_poll_success(
         self,
@@ -335,8 +354,9 @@ class SQLiteStore:
         seen_entries: bytes | EllipsisType | None = ...,
     ) -> None:
         """``seen_entries``: the processed body's entry digests (`bot.entryspans.encode`), None to
-        forget them, ``...`` (a 304 or an unchanged body) to keep what is stored."""
-        await self._write1(
+        forget them, ``...`` (a 304 or an unchanged body) to keep what is stored. Committed together
+        with the other polls finishing meanwhile (`_GroupedWrites`); returns once it is committed."""
+        await self._grouped.write(
             "UPDATE sources SET state='ok', last_poll=?, last_success=?, next_poll=?, "
             "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
             "baseline_done=MAX(baseline_done, ?), seen_entries=CASE WHEN ? THEN ? ELSE seen_entries END "
@@ -348,7 +368,7 @@ class SQLiteStore:
     async def record_poll_failure(
         self, source_id: int, *, now: float, next_poll: float, error: str, failing: bool
     ) -> None:
-        await self._write1(
+        await self._grouped.write(
             "UPDATE sources SET last_poll=?, next_poll=?, consecutive_failures=consecutive_failures+1, "
             "last_error=?, state=CASE WHEN ? THEN 'failing' ELSE state END WHERE id=?",
             (now, next_poll, error[:500], int(failing), source_id),
@@ -390,148 +410,13 @@ class SQLiteStore:
         return int(row[0]) + 1, int(row[1]) + 1
 
     async def write_items(self, batch: list[NewItem]) -> None:
-        """Store new items with their stories, fingerprints, decisions and deliveries, atomically."""
-        if not batch:
-            return
-        async with self._tx() as db:
-            for new in batch:
-                await self._write_one(db, new)
-            top_item = max((n.item_id or 0) for n in batch)
-            top_story = max(n.story_id for n in batch)
-            await db.executemany(
-                "INSERT INTO counters (name, value) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
-                [("item", top_item), ("story", top_story)],
-            )
+        """Store new items with their stories, fingerprints, decisions and deliveries, atomically.
 
-    async def _write_one(self, db: aiosqlite.Connection, new: NewItem) -> None:
-        it = new.item
-        published = it.published.timestamp() if it.published else None
-        cur = await db.execute(
-            "INSERT INTO items (id, source_id, guid, url, title, text, summary, published, seen, categories, "
-            "author, story_id, duplicate_of, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT(source_id, guid) DO NOTHING",
-            (
-                new.item_id,
-                new.source_id,
-                it.guid,
-                it.url,
-                it.title,
-                it.text,
-                new.summary,
-                published,
-                new.seen,
-                json.dumps(list(it.categories), ensure_ascii=False),
-                it.author,
-                new.story_id,
-                new.duplicate_of,
-                new.origin,
-            ),
-        )
-        if cur.rowcount == 0:  # raced with an identical insert: nothing new
-            return
-        item_id = cur.lastrowid
-        assert item_id is not None
-        new.item_id = item_id
-        await db.execute("UPDATE sources SET item_count=item_count+1 WHERE id=?", (new.source_id,))
-        await db.execute(
-            "INSERT INTO items_fts (rowid, title, body, source) VALUES (?,?,?,?)", (item_id, *new.fts)
-        )
-        if new.story_is_new:
-            await db.execute(
-                "INSERT OR IGNORE INTO stories (id, title, first_item_id, created, updated) VALUES (?,?,?,?,?)",
-                (new.story_id, it.title, item_id, new.seen, new.seen),
-            )
-        else:
-            await db.execute("UPDATE stories SET updated=? WHERE id=?", (new.seen, new.story_id))
-        if new.fingerprint is not None:
-            await db.execute(
-                "INSERT OR REPLACE INTO fingerprints (item_id, created, data) VALUES (?,?,?)",
-                (item_id, new.seen, new.fingerprint),
-            )
-        # Rows of one kind go in one round trip (executemany): an item matching many channels has
-        # many decisions and deliveries, and each aiosqlite call is a trip to its thread.
-        await db.executemany(
-            "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
-            [(item_id, destination, new.seen, decision, detail) for destination, decision, detail in new.decisions],
-        )
-        story_dests = [str(r.destination) if r.destination else "" for r in new.deliveries
-                       if r.kind in ("story", "story_if_new")]
-        roots: dict[str, int] = {}
-        for chunk in _chunks(sorted(set(story_dests)), 400):
-            rows = await self._all(
-                "SELECT destination, root_delivery_id FROM threads WHERE story_id=? AND destination IN "
-                f"({','.join('?' * len(chunk))})",
-                (new.story_id, *chunk),
-            )
-            roots.update((d, r) for d, r in rows)
-        queued: list[tuple[int, str, float, str, str]] = []
-        for req in new.deliveries:
-            dest = str(req.destination) if req.destination else ""
-            tags = json.dumps(list(req.tags), ensure_ascii=False)
-            if req.kind == "story_if_new" and dest in roots:
-                continue  # the channel has this story already: the copy's update covers it
-            if req.kind in ("story", "story_if_new"):
-                root = roots.get(dest)
-                kind = "reply" if root is not None else "alert"
-                cur = await db.execute(
-                    "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
-                    "target_delivery_id, next_attempt, created) VALUES (?,?,?,?,?,?,?,?)",
-                    (dest, item_id, new.story_id, kind, tags, root, 0, new.seen),
-                )
-                if kind == "alert" and cur.rowcount:
-                    await db.execute(
-                        "INSERT INTO threads (destination, story_id, root_delivery_id) VALUES (?,?,?)",
-                        (dest, new.story_id, cur.lastrowid),
-                    )
-                queued.append((
-                    item_id,
-                    dest,
-                    new.seen,
-                    f"queued as {'thread reply' if root is not None else 'root alert'}",
-                    f"story {new.story_id}",
-                ))
-            elif req.kind == "copy" and req.original_item_id is not None:
-                await self._queue_updates(db, new, item_id, req.original_item_id, tags)
-        if queued:
-            await db.executemany(
-                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)", queued
-            )
-
-    async def _queue_updates(
-        self, db: aiosqlite.Connection, new: NewItem, item_id: int, original_id: int, tags: str
-    ) -> None:
-        """Edit every message made for the original to name one more outlet (once per outlet)."""
-        fresh_outlet = await self._one(
-            "SELECT 1 FROM items o WHERE o.id=? AND o.source_id != ? AND NOT EXISTS "
-            "(SELECT 1 FROM items c WHERE c.duplicate_of=o.id AND c.source_id=? AND c.id != ?)",
-            (original_id, new.source_id, new.source_id, item_id),
-        )
-        if fresh_outlet is None:
-            await db.execute(
-                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
-                (item_id, "", new.seen, "no update", "the original's messages already name this outlet"),
-            )
-            return
-        targets = await self._all(
-            "SELECT id, destination FROM deliveries WHERE item_id=? AND kind IN ('alert','reply') "
-            "AND status != 'failed'",
-            (original_id,),
-        )
-        # a workspace only ever hears of outlets it can see: no update where the copy's source is private
-        owners = {r[0] for r in await self._all(
-            "SELECT workspace FROM source_owners WHERE source_id=?", (new.source_id,))}
-        targets = [(t, d) for t, d in targets if "" in owners or _workspace_of(d) in owners]
-        for target_id, dest in targets:
-            await db.execute(
-                "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, "
-                "target_delivery_id, next_attempt, created) VALUES (?,?,?,'update',?,?,?,?)",
-                (dest, item_id, new.story_id, tags, target_id, 0, new.seen),
-            )
-            await db.execute(
-                "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)",
-                (item_id, dest, new.seen, "queued update", f"'also reported by' on message of item {original_id}"),
-            )
+        The whole batch is one transaction run on the database thread in one round trip: an item
+        that matches many channels is dozens of statements, and each aiosqlite call would be a
+        thread hop waiting for the GIL."""
+        if batch:
+            await self._write_hop(partial(_write_items, batch))
 
     async def record_decisions(self, rows: list[tuple[int, str, str, str]]) -> None:
         if not rows:
@@ -738,110 +623,19 @@ class SQLiteStore:
     # -- outbox ----------------------------------------------------------------------------------
     async def claim_deliveries(self, now: float, limit: int) -> list[PendingDelivery]:
         """Claim due pending deliveries (status -> sending), oldest first, with what sending needs.
+        One transaction, one round trip to the database thread.
 
         PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` in the same statement."""
-        async with self._tx() as db:
-            rows = await self._all(
-                "SELECT d.id, d.destination, d.kind, d.item_id, d.story_id, d.tags, d.attempts, "
-                "i.url, i.title, s.name, i.published, i.summary, i.categories, d.target_delivery_id, "
-                "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of, t.tags "
-                "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
-                "LEFT JOIN deliveries t ON t.id=d.target_delivery_id "
-                "WHERE d.status='pending' AND d.next_attempt <= ? ORDER BY d.id LIMIT ?",
-                (now, limit),
-            )
-            if not rows:
-                return []
-            ids = [r[0] for r in rows]
-            await db.execute(
-                f"UPDATE deliveries SET status='sending' WHERE id IN ({','.join('?' * len(ids))})", ids
-            )
-            out = []
-            for r in rows:
-                kind = r[2]
-                tags = tuple(json.loads(r[5] or "[]"))
-                thread_ref: str | None = None
-                target_ref: str | None = None
-                also: tuple[str, ...] = ()
-                url, title, source, published, summary, categories = r[7], r[8], r[9], r[10], r[11], r[12]
-                if kind == "reply":
-                    thread_ref = r[15]
-                elif kind == "update":
-                    target_ref = r[14]
-                    tags = tuple(json.loads(r[19] or "[]"))  # the edited message keeps its tags
-                    # the target lives in its own thread (a reply) or is the root (thread None)
-                    thread_ref = r[15] if r[17] == "reply" else None
-                    # show the target's item, listing every copy's outlet
-                    shown = await self._shown_for_update(r[13])
-                    if shown is not None:
-                        url, title, source, published, summary, categories, also = shown
-                out.append(
-                    PendingDelivery(
-                        id=r[0],
-                        destination=Destination.parse(r[1]),
-                        kind=kind,
-                        item_id=r[3],
-                        story_id=r[4],
-                        tags=tags,
-                        attempts=r[6],
-                        url=url,
-                        title=title,
-                        source=source,
-                        published=published,
-                        summary=summary,
-                        categories=tuple(json.loads(categories or "[]")),
-                        thread_ref=thread_ref,
-                        target_ref=target_ref,
-                        target_delivery_id=r[13],
-                        root_state=r[16],
-                        also_reported_by=also,
-                    )
-                )
-            return out
-
-    async def _shown_for_update(
-        self, target_delivery_id: int
-    ) -> tuple[str, str, str, float | None, str, str, tuple[str, ...]] | None:
-        """What an edited message shows: the item first posted, listing every outlet that copied it.
-
-        If that item credits another outlet as its origin ("originally appeared in X") and X's own
-        copy has since arrived, the message shows X's original instead and lists the reprint."""
-        tgt = await self._one(
-            "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories, i.origin, d.destination "
-            "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id WHERE d.id=?",
-            (target_delivery_id,),
-        )
-        if tgt is None:
-            return None
-        # only copies from sources the message's workspace can see
-        copies = await self._all(
-            "SELECT i.url, i.title, s.name, i.published, i.summary, i.categories FROM items i "
-            "JOIN sources s ON s.id=i.source_id WHERE i.duplicate_of=? AND i.source_id IN "
-            "(SELECT source_id FROM source_owners WHERE workspace IN ('', ?)) ORDER BY i.id",
-            (tgt[0], _workspace_of(tgt[8])),
-        )
-        shown = tuple(tgt[1:7])
-        origin = (tgt[7] or "").casefold()
-        if origin:
-            for c in copies:
-                if _same_outlet(c[2], origin):
-                    shown = tuple(c)
-                    break
-        names: list[str] = []
-        for name in [tgt[3], *(c[2] for c in copies)]:
-            if name != shown[2] and name not in names:
-                names.append(name)
-        return (*shown, tuple(names))  # type: ignore[return-value]
+        return await self._write_hop(partial(_claim_deliveries, now, limit))
 
     async def mark_sent(self, sent: Sequence[tuple[int, str, str | None]], now: float) -> None:
-        """Record posted messages, (delivery id, message ref, thread ref) each, in one transaction:
-        the outbox gathers the messages that several destinations posted meanwhile (group commit)."""
-        async with self._tx() as db:
-            await db.executemany(
-                "UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, "
-                "attempts=attempts+1, last_error=NULL WHERE id=?",
-                [(message_ref, thread_ref, now, delivery_id) for delivery_id, message_ref, thread_ref in sent],
-            )
+        """Record posted messages, (delivery id, message ref, thread ref) each. The records of
+        messages posted by other destinations meanwhile are committed in the same transaction
+        (`_GroupedWrites`); returns once these are committed."""
+        sql = ("UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, "
+               "attempts=attempts+1, last_error=NULL WHERE id=?")
+        await asyncio.gather(*(self._grouped.write(sql, (message_ref, thread_ref, now, delivery_id))
+                               for delivery_id, message_ref, thread_ref in sent))
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
         await self._write1(
@@ -904,6 +698,292 @@ class SQLiteStore:
                 (next_attempt, str(destination)),
             )
             return cur.rowcount
+
+
+def _transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """Run ``fn`` inside BEGIN IMMEDIATE … COMMIT on ``conn`` (autocommit mode); roll back on error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+_DECISION_SQL = "INSERT INTO decisions (item_id, destination, at, decision, detail) VALUES (?,?,?,?,?)"
+_DELIVERY_SQL = (
+    "INSERT OR IGNORE INTO deliveries (destination, item_id, story_id, kind, tags, target_delivery_id, "
+    "next_attempt, created) VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+def _write_items(batch: list[NewItem], conn: sqlite3.Connection) -> None:
+    """`SQLiteStore.write_items` on the database thread, inside its transaction."""
+    for new in batch:
+        _write_one(conn, new)
+    top_item = max((n.item_id or 0) for n in batch)
+    top_story = max(n.story_id for n in batch)
+    conn.executemany(
+        "INSERT INTO counters (name, value) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+        [("item", top_item), ("story", top_story)],
+    )
+
+
+def _write_one(conn: sqlite3.Connection, new: NewItem) -> None:
+    it = new.item
+    published = it.published.timestamp() if it.published else None
+    cur = conn.execute(
+        "INSERT INTO items (id, source_id, guid, url, title, text, summary, published, seen, categories, "
+        "author, story_id, duplicate_of, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(source_id, guid) DO NOTHING",
+        (
+            new.item_id,
+            new.source_id,
+            it.guid,
+            it.url,
+            it.title,
+            it.text,
+            new.summary,
+            published,
+            new.seen,
+            json.dumps(list(it.categories), ensure_ascii=False),
+            it.author,
+            new.story_id,
+            new.duplicate_of,
+            new.origin,
+        ),
+    )
+    if cur.rowcount == 0:  # raced with an identical insert: nothing new
+        return
+    item_id = cur.lastrowid
+    assert item_id is not None
+    new.item_id = item_id
+    conn.execute("UPDATE sources SET item_count=item_count+1 WHERE id=?", (new.source_id,))
+    conn.execute("INSERT INTO items_fts (rowid, title, body, source) VALUES (?,?,?,?)", (item_id, *new.fts))
+    if new.story_is_new:
+        conn.execute(
+            "INSERT OR IGNORE INTO stories (id, title, first_item_id, created, updated) VALUES (?,?,?,?,?)",
+            (new.story_id, it.title, item_id, new.seen, new.seen),
+        )
+    else:
+        conn.execute("UPDATE stories SET updated=? WHERE id=?", (new.seen, new.story_id))
+    if new.fingerprint is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO fingerprints (item_id, created, data) VALUES (?,?,?)",
+            (item_id, new.seen, new.fingerprint),
+        )
+    decisions = [(item_id, destination, new.seen, decision, detail) for destination, decision, detail in new.decisions]
+    story_dests = [str(r.destination) if r.destination else "" for r in new.deliveries
+                   if r.kind in ("story", "story_if_new")]
+    roots: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(story_dests)), 400):
+        rows = conn.execute(
+            "SELECT destination, root_delivery_id FROM threads WHERE story_id=? AND destination IN "
+            f"({','.join('?' * len(chunk))})",
+            (new.story_id, *chunk),
+        ).fetchall()
+        roots.update((d, r) for d, r in rows)
+    for req in new.deliveries:
+        dest = str(req.destination) if req.destination else ""
+        tags = json.dumps(list(req.tags), ensure_ascii=False)
+        if req.kind == "story_if_new" and dest in roots:
+            continue  # the channel has this story already: the copy's update covers it
+        if req.kind in ("story", "story_if_new"):
+            root = roots.get(dest)
+            kind = "reply" if root is not None else "alert"
+            cur = conn.execute(_DELIVERY_SQL, (dest, item_id, new.story_id, kind, tags, root, 0, new.seen))
+            if kind == "alert" and cur.rowcount:
+                conn.execute(
+                    "INSERT INTO threads (destination, story_id, root_delivery_id) VALUES (?,?,?)",
+                    (dest, new.story_id, cur.lastrowid),
+                )
+            decisions.append((
+                item_id,
+                dest,
+                new.seen,
+                f"queued as {'thread reply' if root is not None else 'root alert'}",
+                f"story {new.story_id}",
+            ))
+        elif req.kind == "copy" and req.original_item_id is not None:
+            decisions.extend(_queue_updates(conn, new, item_id, req.original_item_id, tags))
+    conn.executemany(_DECISION_SQL, decisions)
+
+
+def _queue_updates(
+    conn: sqlite3.Connection, new: NewItem, item_id: int, original_id: int, tags: str
+) -> list[tuple[int, str, float, str, str]]:
+    """Edit every message made for the original to name one more outlet (once per outlet).
+    Returns the decisions to record."""
+    fresh_outlet = conn.execute(
+        "SELECT 1 FROM items o WHERE o.id=? AND o.source_id != ? AND NOT EXISTS "
+        "(SELECT 1 FROM items c WHERE c.duplicate_of=o.id AND c.source_id=? AND c.id != ?)",
+        (original_id, new.source_id, new.source_id, item_id),
+    ).fetchone()
+    if fresh_outlet is None:
+        return [(item_id, "", new.seen, "no update", "the original's messages already name this outlet")]
+    targets = conn.execute(
+        "SELECT id, destination FROM deliveries WHERE item_id=? AND kind IN ('alert','reply') "
+        "AND status != 'failed'",
+        (original_id,),
+    ).fetchall()
+    # a workspace only ever hears of outlets it can see: no update where the copy's source is private
+    owners = {r[0] for r in conn.execute("SELECT workspace FROM source_owners WHERE source_id=?", (new.source_id,))}
+    decisions = []
+    for target_id, dest in targets:
+        if "" not in owners and _workspace_of(dest) not in owners:
+            continue
+        conn.execute(_DELIVERY_SQL, (dest, item_id, new.story_id, "update", tags, target_id, 0, new.seen))
+        decisions.append(
+            (item_id, dest, new.seen, "queued update", f"'also reported by' on message of item {original_id}")
+        )
+    return decisions
+
+
+def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[PendingDelivery]:
+    """`SQLiteStore.claim_deliveries` on the database thread, inside its transaction."""
+    rows = conn.execute(
+        "SELECT d.id, d.destination, d.kind, d.item_id, d.story_id, d.tags, d.attempts, "
+        "i.url, i.title, s.name, i.published, i.summary, i.categories, d.target_delivery_id, "
+        "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of, t.tags "
+        "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
+        "LEFT JOIN deliveries t ON t.id=d.target_delivery_id "
+        "WHERE d.status='pending' AND d.next_attempt <= ? ORDER BY d.id LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    for chunk in _chunks(ids, 500):
+        conn.execute(f"UPDATE deliveries SET status='sending' WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+    out = []
+    for r in rows:
+        kind = r[2]
+        tags = tuple(json.loads(r[5] or "[]"))
+        thread_ref: str | None = None
+        target_ref: str | None = None
+        also: tuple[str, ...] = ()
+        url, title, source, published, summary, categories = r[7], r[8], r[9], r[10], r[11], r[12]
+        if kind == "reply":
+            thread_ref = r[15]
+        elif kind == "update":
+            target_ref = r[14]
+            tags = tuple(json.loads(r[19] or "[]"))  # the edited message keeps its tags
+            # the target lives in its own thread (a reply) or is the root (thread None)
+            thread_ref = r[15] if r[17] == "reply" else None
+            # show the target's item, listing every copy's outlet
+            shown = _shown_for_update(conn, r[13])
+            if shown is not None:
+                url, title, source, published, summary, categories, also = shown
+        out.append(
+            PendingDelivery(
+                id=r[0],
+                destination=Destination.parse(r[1]),
+                kind=kind,
+                item_id=r[3],
+                story_id=r[4],
+                tags=tags,
+                attempts=r[6],
+                url=url,
+                title=title,
+                source=source,
+                published=published,
+                summary=summary,
+                categories=tuple(json.loads(categories or "[]")),
+                thread_ref=thread_ref,
+                target_ref=target_ref,
+                target_delivery_id=r[13],
+                root_state=r[16],
+                also_reported_by=also,
+            )
+        )
+    return out
+
+
+def _shown_for_update(
+    conn: sqlite3.Connection, target_delivery_id: int
+) -> tuple[str, str, str, float | None, str, str, tuple[str, ...]] | None:
+    """What an edited message shows: the item first posted, listing every outlet that copied it.
+
+    If that item credits another outlet as its origin ("originally appeared in X") and X's own
+    copy has since arrived, the message shows X's original instead and lists the reprint."""
+    tgt = conn.execute(
+        "SELECT i.id, i.url, i.title, s.name, i.published, i.summary, i.categories, i.origin, d.destination "
+        "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id WHERE d.id=?",
+        (target_delivery_id,),
+    ).fetchone()
+    if tgt is None:
+        return None
+    # only copies from sources the message's workspace can see
+    copies = conn.execute(
+        "SELECT i.url, i.title, s.name, i.published, i.summary, i.categories FROM items i "
+        "JOIN sources s ON s.id=i.source_id WHERE i.duplicate_of=? AND i.source_id IN "
+        "(SELECT source_id FROM source_owners WHERE workspace IN ('', ?)) ORDER BY i.id",
+        (tgt[0], _workspace_of(tgt[8])),
+    ).fetchall()
+    shown = tuple(tgt[1:7])
+    origin = (tgt[7] or "").casefold()
+    if origin:
+        for c in copies:
+            if _same_outlet(c[2], origin):
+                shown = tuple(c)
+                break
+    names: list[str] = []
+    for name in [tgt[3], *(c[2] for c in copies)]:
+        if name != shown[2] and name not in names:
+            names.append(name)
+    return (*shown, tuple(names))  # type: ignore[return-value]
+
+
+class _GroupedWrites:
+    """Small independent writes from many coroutines (a poll's outcome, a sent message's record)
+    committed together: the statements queued while a commit is in flight go in the next one, in
+    the order they came (runs of the same statement as one ``executemany``), one transaction and one
+    round trip for all. At 500 polls a second that is a few commits a second instead of 500.
+
+    Each writer waits for its own commit, so nothing is reported written before it is; if the
+    transaction fails, every writer in it gets the error (and the caller's own handling applies:
+    the scheduler holds the source, the outbox records the message again)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._queued: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, sql: str, params: Iterable[Any]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
+        self._queued.append((sql, tuple(params), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+        await asyncio.shield(done)  # a cancelled writer must not cancel the others' commit
+
+    async def _write(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self._store._write_hop(partial(_run_grouped, [(sql, params) for sql, params, _ in batch]))
+            except Exception as e:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+            else:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+def _run_grouped(statements: list[tuple[str, tuple[Any, ...]]], conn: sqlite3.Connection) -> None:
+    start = 0
+    while start < len(statements):
+        sql = statements[start][0]
+        end = start + 1
+        while end < len(statements) and statements[end][0] == sql:
+            end += 1
+        conn.executemany(sql, [params for _, params in statements[start:end]])
+        start = end
 
 
 def _workspace_of(destination: str) -> str:
