@@ -295,6 +295,9 @@ def _printable(text: str, limit: int = 60) -> str:
 # Fetcher
 
 
+_VETTED_URLS = 100_000  # vetted source URLs remembered (the oldest is forgotten first)
+
+
 class Fetcher:
     """Fetches feeds over one shared aiohttp session. Use as ``async with Fetcher(cfg) as f``.
 
@@ -314,6 +317,7 @@ class Fetcher:
         self._inner_resolver = resolver
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._vetted: dict[str, URL] = {}  # source URL -> its vetted form (bounded: _VETTED_URLS)
 
     async def __aenter__(self) -> Fetcher:
         self._ensure_session()
@@ -484,7 +488,18 @@ class Fetcher:
         return b"".join(parts), hasher.hexdigest()
 
     def _check_url(self, url: str | URL) -> URL:
-        return vet_url(url, self._policy)
+        """`vet_url`, remembered for the URLs polled again and again (a pure function of the URL
+        and the policy; only accepted URLs are remembered; resolved addresses are still checked on
+        every connection by the guarded resolver)."""
+        if not isinstance(url, str):
+            return vet_url(url, self._policy)
+        vetted = self._vetted.get(url)
+        if vetted is None:
+            vetted = vet_url(url, self._policy)
+            if len(self._vetted) >= _VETTED_URLS:
+                del self._vetted[next(iter(self._vetted))]
+            self._vetted[url] = vetted
+        return vetted
 
 
 def _walk(exc: BaseException) -> Iterable[BaseException]:
