@@ -278,7 +278,8 @@ def main() -> None:
         PROFILE_DIR = args.profile
 
     quick = args.quick
-    feeds = [int(x) for x in (args.feeds or ("200" if quick else "1000,10000,50000")).split(",")]
+    feeds_arg = args.feeds or ("200" if quick else "1000,10000,50000")
+    feeds = [] if feeds_arg == "none" else [int(x) for x in feeds_arg.split(",")]
     subs = args.subs or (1000 if quick else 10_000)
     rss_subs = args.rss_subs if args.rss_subs is not None else (0 if quick else 100_000)
     match_subs = [int(x) for x in (args.match_subs or ("1000" if quick else "1000,10000,100000")).split(",")]

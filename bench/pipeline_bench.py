@@ -310,6 +310,18 @@ def seed(job: dict[str, Any]) -> dict[str, Any]:
             "seed_s": time.monotonic() - t0}
 
 
+async def thread_cpu(core: Any) -> dict[str, float]:
+    """CPU seconds used so far by the event loop thread, the judge thread and the database thread,
+    each read on the thread itself (``time.thread_time``); the rest of the process's CPU (the parse
+    pool, mostly) is ``cpu_seconds()`` minus these."""
+    loop = asyncio.get_running_loop()
+    return {
+        "event_loop": time.thread_time(),
+        "judge": await loop.run_in_executor(core.pipeline._judge_thread, time.thread_time),
+        "database": await core.store._hop(lambda _conn: time.thread_time()),
+    }
+
+
 async def run_bot(job: dict[str, Any]) -> dict[str, Any]:
     from bot.app import Core, Tagwire
     from bot.config import config_from_dict
@@ -339,6 +351,7 @@ async def run_bot(job: dict[str, Any]) -> dict[str, Any]:
         adapter.window_start = time.monotonic()
         polls0, statuses0 = app.scheduler.polls, Counter(fetcher.statuses)
         counts0 = Counter(adapter.counts)
+        threads0 = await thread_cpu(core)
         cpu0, wall0 = cpu_seconds(), time.monotonic()
         if phase == "steady":
             await asyncio.sleep(float(job["duration"]))
@@ -351,6 +364,7 @@ async def run_bot(job: dict[str, Any]) -> dict[str, Any]:
                     if not counts.get("pending") and not counts.get("sending"):
                         break
         cpu1, wall1 = cpu_seconds(), time.monotonic()
+        threads1 = await thread_cpu(core)
         polls = app.scheduler.polls - polls0
         statuses = Counter(fetcher.statuses)
         statuses.subtract(statuses0)
@@ -370,6 +384,8 @@ async def run_bot(job: dict[str, Any]) -> dict[str, Any]:
         await task
         await app.close()
     cpu, wall = cpu1 - cpu0, wall1 - wall0
+    by_thread = {k: threads1[k] - threads0[k] for k in threads0}
+    by_thread["parse_pool_and_other"] = cpu - sum(by_thread.values())
     completed = sum(v for k, v in statuses.items() if not k.startswith("error"))
     full = statuses.get("ok", 0)
     new_items = int(new_items_row[0])
@@ -383,6 +399,7 @@ async def run_bot(job: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
         "cpu_utilisation": cpu / wall if wall else float("nan"),
+        "cpu_s_by_thread": by_thread,
         "polls": polls,
         "polls_per_s": polls / wall,
         "polls_per_cpu_s": polls / cpu if cpu else float("nan"),

@@ -96,7 +96,7 @@ async def test_a_failed_group_commit_fails_every_writer_in_it_and_writes_none_of
         # a statement that fails inside the group, queued among good ones
         results = await asyncio.gather(
             core.store.postpone_source(sources[0].id, 5000.0),
-            core.store._grouped.write("UPDATE no_such_table SET x=1", ()),
+            core.store._grouped.write("UPDATE no_such_table SET x=1", [()]),
             core.store.postpone_source(sources[1].id, 6000.0),
             return_exceptions=True,
         )
@@ -105,6 +105,6 @@ async def test_a_failed_group_commit_fails_every_writer_in_it_and_writes_none_of
         await core.store.postpone_source(sources[2].id, 7000.0)  # the next group commits normally
         assert (await core.store.get_source(sources[2].id)).next_poll == 7000.0
         with pytest.raises(sqlite3.OperationalError):
-            await core.store._grouped.write("UPDATE no_such_table SET x=1", ())
+            await core.store._grouped.write("UPDATE no_such_table SET x=1", [()])
     finally:
         await core.close()

@@ -8,6 +8,7 @@ transaction and recorded in ``PRAGMA user_version``), one connection, one writer
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -15,7 +16,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from importlib import resources
 from pathlib import Path
 from types import EllipsisType
@@ -46,6 +46,18 @@ _ITEM_COLS = (
     "i.id, s.name, i.url, i.title, i.text, i.summary, i.published, i.seen, i.story_id, "
     "i.duplicate_of, i.categories, i.source_id"
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def _destination(text: str) -> Destination:
+    """`Destination.parse`, remembered: a few hundred channels come back on every claimed row."""
+    return Destination.parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_tuple(text: str | None) -> tuple[str, ...]:
+    """A JSON list column (tags, categories) as a tuple, remembered (the same few lists recur)."""
+    return tuple(json.loads(text or "[]"))
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -103,7 +115,7 @@ def _subscription(row: Iterable[Any]) -> SubscriptionRecord:
     r = list(row)
     return SubscriptionRecord(
         id=r[0],
-        destination=Destination.parse(r[1]),
+        destination=_destination(r[1]),
         query=r[2],
         normal_form=r[3],
         in_config=bool(r[4]),
@@ -217,7 +229,7 @@ class SQLiteStore:
         """``fn(connection)`` as one write transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on any
         error) in one round trip, under the single-writer lock."""
         async with self._write_lock:
-            return await self._hop(partial(_transaction, fn))
+            return await self._hop(functools.partial(_transaction, fn))
 
     # -- sources ---------------------------------------------------------------------------------
     async def sync_config_sources(self, sources: list[tuple[str, str, float | None]]) -> None:
@@ -339,7 +351,7 @@ class SQLiteStore:
         return [_source(r) for r in rows]
 
     async def postpone_source(self, source_id: int, next_poll: float) -> None:
-        await self._grouped.write("UPDATE sources SET next_poll=? WHERE id=?", (next_poll, source_id))
+        await self._grouped.write("UPDATE sources SET next_poll=? WHERE id=?", [(next_poll, source_id)])
 
     async def record_poll_success(
         self,
@@ -361,8 +373,8 @@ class SQLiteStore:
             "consecutive_failures=0, last_error=NULL, etag=?, last_modified=?, body_hash=?, "
             "baseline_done=MAX(baseline_done, ?), seen_entries=CASE WHEN ? THEN ? ELSE seen_entries END "
             "WHERE id=?",
-            (now, now, next_poll, etag, last_modified, body_hash, int(baseline_done),
-             int(seen_entries is not ...), None if seen_entries is ... else seen_entries, source_id),
+            [(now, now, next_poll, etag, last_modified, body_hash, int(baseline_done),
+              int(seen_entries is not ...), None if seen_entries is ... else seen_entries, source_id)],
         )
 
     async def record_poll_failure(
@@ -371,7 +383,7 @@ class SQLiteStore:
         await self._grouped.write(
             "UPDATE sources SET last_poll=?, next_poll=?, consecutive_failures=consecutive_failures+1, "
             "last_error=?, state=CASE WHEN ? THEN 'failing' ELSE state END WHERE id=?",
-            (now, next_poll, error[:500], int(failing), source_id),
+            [(now, next_poll, error[:500], int(failing), source_id)],
         )
 
     # -- items -----------------------------------------------------------------------------------
@@ -416,7 +428,7 @@ class SQLiteStore:
         that matches many channels is dozens of statements, and each aiosqlite call would be a
         thread hop waiting for the GIL."""
         if batch:
-            await self._write_hop(partial(_write_items, batch))
+            await self._write_hop(functools.partial(_write_items, batch))
 
     async def record_decisions(self, rows: list[tuple[int, str, str, str]]) -> None:
         if not rows:
@@ -626,7 +638,7 @@ class SQLiteStore:
         One transaction, one round trip to the database thread.
 
         PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` in the same statement."""
-        return await self._write_hop(partial(_claim_deliveries, now, limit))
+        return await self._write_hop(functools.partial(_claim_deliveries, now, limit))
 
     async def mark_sent(self, sent: Sequence[tuple[int, str, str | None]], now: float) -> None:
         """Record posted messages, (delivery id, message ref, thread ref) each. The records of
@@ -634,8 +646,8 @@ class SQLiteStore:
         (`_GroupedWrites`); returns once these are committed."""
         sql = ("UPDATE deliveries SET status='sent', message_ref=?, thread_ref=?, sent_at=?, "
                "attempts=attempts+1, last_error=NULL WHERE id=?")
-        await asyncio.gather(*(self._grouped.write(sql, (message_ref, thread_ref, now, delivery_id))
-                               for delivery_id, message_ref, thread_ref in sent))
+        await self._grouped.write(sql, [(message_ref, thread_ref, now, delivery_id)
+                                        for delivery_id, message_ref, thread_ref in sent])
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
         await self._write1(
@@ -861,7 +873,7 @@ def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[
     out = []
     for r in rows:
         kind = r[2]
-        tags = tuple(json.loads(r[5] or "[]"))
+        tags = _json_tuple(r[5])
         thread_ref: str | None = None
         target_ref: str | None = None
         also: tuple[str, ...] = ()
@@ -870,7 +882,7 @@ def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[
             thread_ref = r[15]
         elif kind == "update":
             target_ref = r[14]
-            tags = tuple(json.loads(r[19] or "[]"))  # the edited message keeps its tags
+            tags = _json_tuple(r[19])  # the edited message keeps its tags
             # the target lives in its own thread (a reply) or is the root (thread None)
             thread_ref = r[15] if r[17] == "reply" else None
             # show the target's item, listing every copy's outlet
@@ -880,7 +892,7 @@ def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[
         out.append(
             PendingDelivery(
                 id=r[0],
-                destination=Destination.parse(r[1]),
+                destination=_destination(r[1]),
                 kind=kind,
                 item_id=r[3],
                 story_id=r[4],
@@ -891,7 +903,7 @@ def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[
                 source=source,
                 published=published,
                 summary=summary,
-                categories=tuple(json.loads(categories or "[]")),
+                categories=_json_tuple(categories),
                 thread_ref=thread_ref,
                 target_ref=target_ref,
                 target_delivery_id=r[13],
@@ -945,44 +957,51 @@ class _GroupedWrites:
 
     Each writer waits for its own commit, so nothing is reported written before it is; if the
     transaction fails, every writer in it gets the error (and the caller's own handling applies:
-    the scheduler holds the source, the outbox records the message again)."""
+    the scheduler holds the source, the outbox records the message again). A writer that is
+    cancelled while it waits does not stop the commit (the writes are the writer task's)."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self._store = store
-        self._queued: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
+        self._queued: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self._waiting: list[asyncio.Future[None]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def write(self, sql: str, params: Iterable[Any]) -> None:
+    async def write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run ``sql`` once per row of parameters in the next group commit; return once committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody waits
-        self._queued.append((sql, tuple(params), done))
+        self._queued.append((sql, rows))
+        self._waiting.append(done)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write())
-        await asyncio.shield(done)  # a cancelled writer must not cancel the others' commit
+        await done
 
     async def _write(self) -> None:
         while self._queued:
-            batch, self._queued = self._queued, []
+            batch, waiting = self._queued, self._waiting
+            self._queued, self._waiting = [], []
             try:
-                await self._store._write_hop(partial(_run_grouped, [(sql, params) for sql, params, _ in batch]))
+                await self._store._write_hop(functools.partial(_run_grouped, batch))
             except Exception as e:
-                for _, _, done in batch:
+                for done in waiting:
                     if not done.done():
                         done.set_exception(e)
+                        done.exception()  # retrieved here: a cancelled writer never reads it
             else:
-                for _, _, done in batch:
+                for done in waiting:
                     if not done.done():
                         done.set_result(None)
 
 
-def _run_grouped(statements: list[tuple[str, tuple[Any, ...]]], conn: sqlite3.Connection) -> None:
+def _run_grouped(statements: list[tuple[str, list[tuple[Any, ...]]]], conn: sqlite3.Connection) -> None:
     start = 0
     while start < len(statements):
         sql = statements[start][0]
+        rows = list(statements[start][1])
         end = start + 1
         while end < len(statements) and statements[end][0] == sql:
+            rows.extend(statements[end][1])
             end += 1
-        conn.executemany(sql, [params for _, params in statements[start:end]])
+        conn.executemany(sql, rows)
         start = end
 
 
