@@ -108,3 +108,53 @@ async def test_a_failed_group_commit_fails_every_writer_in_it_and_writes_none_of
             await core.store._grouped.write("UPDATE no_such_table SET x=1", [()])
     finally:
         await core.close()
+
+
+async def test_the_delivery_path_never_reads_the_whole_deliveries_table(tmp_path):
+    """Every statement the store runs to queue, claim, send, update and prune deliveries finds its
+    rows through an index: a bot with millions of sent messages behind it pays for the rows it
+    touches, not for its history. (Checked on SQLite's own query plans of the statements run.)"""
+    from bot.models import Destination
+    from bot.store import DeliveryRequest
+
+    core = await _core_with_sources(tmp_path, 2)
+    statements: list[str] = []
+    try:
+        a, b = await core.store.all_sources()
+        channels = [Destination.parse(f"console:#c{i}") for i in range(3)]
+
+        def new_item(n: int, source, **kw) -> NewItem:
+            item = Item(source_name=source.name, guid=f"g{n}", url=f"https://x.example/{n}", title=f"T{n}",
+                        text="body", published=None)
+            return NewItem(item=item, source_id=source.id, seen=1_800_000_000.0 + n, summary="", item_id=n,
+                           fts=match.fts_columns(item.title, item.text, source.name), **kw)
+
+        await core.store._hop(lambda conn: conn.set_trace_callback(statements.append))
+        original = new_item(1, a, story_id=7, story_is_new=True,
+                            deliveries=[DeliveryRequest(destination=c, kind="story", tags=("t",)) for c in channels])
+        await core.store.write_items([original])
+        sent = await core.store.claim_deliveries(2e9, 100)
+        await core.store.mark_sent([(d.id, f"m{d.id}", None) for d in sent], 2e9)
+        copy = new_item(2, b, story_id=7, story_is_new=False, duplicate_of=1, deliveries=[
+            DeliveryRequest(destination=None, kind="copy", original_item_id=1),
+            *(DeliveryRequest(destination=c, kind="story_if_new", tags=("t",)) for c in channels)])
+        await core.store.write_items([copy])
+        updates = await core.store.claim_deliveries(2e9, 100)
+        assert sorted(u.kind for u in updates) == ["update"] * 3, "the copy updates the original's 3 messages"
+        await core.store.next_delivery_due()
+        await core.store.deliveries_for_items([1, 2])
+        await core.store.prune(1_800_000_001.5)
+        await core.store._hop(lambda conn: conn.set_trace_callback(None))
+
+        full_scans = {}
+        for sql in dict.fromkeys(statements):
+            if not sql.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE")):
+                continue
+            plan = await core.store._all("EXPLAIN QUERY PLAN " + sql)
+            scans = [p[3] for p in plan if p[3].startswith("SCAN") and "deliveries" in p[3].split()[:2]
+                     and "USING INDEX" not in p[3] and "COVERING INDEX deliveries_" not in p[3]]
+            if scans:
+                full_scans[sql] = scans
+        assert not full_scans, full_scans
+    finally:
+        await core.close()

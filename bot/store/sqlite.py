@@ -55,6 +55,12 @@ def _destination(text: str) -> Destination:
 
 
 @functools.lru_cache(maxsize=4096)
+def _json_list(values: tuple[str, ...]) -> str:
+    """Tags as the JSON list stored with a delivery, remembered (the same tag sets recur)."""
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=4096)
 def _json_tuple(text: str | None) -> tuple[str, ...]:
     """A JSON list column (tags, categories) as a tuple, remembered (the same few lists recur)."""
     return tuple(json.loads(text or "[]"))
@@ -540,18 +546,16 @@ class SQLiteStore:
     async def prune(self, before: float) -> int:
         """Forget items (and their fingerprints, decisions, deliveries) first seen before ``before``.
 
-        Items with deliveries still pending are kept."""
+        Items with deliveries still pending are kept (looked up per old item through the
+        deliveries' item index, not by reading every delivery ever made)."""
+        unsent = ("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.item_id = items.id "
+                  "AND d.status IN ('pending','sending'))")
         async with self._tx() as db:
             await db.execute(
-                "DELETE FROM items_fts WHERE rowid IN (SELECT id FROM items WHERE seen < ? AND id NOT IN "
-                "(SELECT item_id FROM deliveries WHERE status IN ('pending','sending')))",
+                f"DELETE FROM items_fts WHERE rowid IN (SELECT id FROM items WHERE seen < ? AND {unsent})",
                 (before,),
             )
-            cur = await db.execute(
-                "DELETE FROM items WHERE seen < ? AND id NOT IN "
-                "(SELECT item_id FROM deliveries WHERE status IN ('pending','sending'))",
-                (before,),
-            )
+            cur = await db.execute(f"DELETE FROM items WHERE seen < ? AND {unsent}", (before,))
             await db.execute(
                 "DELETE FROM threads WHERE root_delivery_id NOT IN (SELECT id FROM deliveries)"
             )
@@ -798,20 +802,21 @@ def _write_one(conn: sqlite3.Connection, new: NewItem) -> None:
             (new.story_id, *chunk),
         ).fetchall()
         roots.update((d, r) for d, r in rows)
+    # deliveries go in runs (one executemany each); the roots of the alerts among them are then
+    # recorded in one statement (the new rows are those above the largest id before)
+    rows: list[tuple[str, int, int, str, str, int | None, float, float]] = []
+    alerts = False
+    last_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries").fetchone()[0]
     for req in new.deliveries:
         dest = str(req.destination) if req.destination else ""
-        tags = json.dumps(list(req.tags), ensure_ascii=False)
+        tags = _json_list(req.tags)
         if req.kind == "story_if_new" and dest in roots:
             continue  # the channel has this story already: the copy's update covers it
         if req.kind in ("story", "story_if_new"):
             root = roots.get(dest)
+            alerts = alerts or root is None
             kind = "reply" if root is not None else "alert"
-            cur = conn.execute(_DELIVERY_SQL, (dest, item_id, new.story_id, kind, tags, root, 0, new.seen))
-            if kind == "alert" and cur.rowcount:
-                conn.execute(
-                    "INSERT INTO threads (destination, story_id, root_delivery_id) VALUES (?,?,?)",
-                    (dest, new.story_id, cur.lastrowid),
-                )
+            rows.append((dest, item_id, new.story_id, kind, tags, root, 0, new.seen))
             decisions.append((
                 item_id,
                 dest,
@@ -820,7 +825,18 @@ def _write_one(conn: sqlite3.Connection, new: NewItem) -> None:
                 f"story {new.story_id}",
             ))
         elif req.kind == "copy" and req.original_item_id is not None:
+            if rows:  # keep the queue order: earlier requests first
+                conn.executemany(_DELIVERY_SQL, rows)
+                rows.clear()
             decisions.extend(_queue_updates(conn, new, item_id, req.original_item_id, tags))
+    if rows:
+        conn.executemany(_DELIVERY_SQL, rows)
+    if alerts:
+        conn.execute(
+            "INSERT INTO threads (destination, story_id, root_delivery_id) SELECT destination, story_id, id "
+            "FROM deliveries WHERE id > ? AND item_id = ? AND kind = 'alert'",
+            (last_id, item_id),
+        )
     conn.executemany(_DECISION_SQL, decisions)
 
 
