@@ -157,6 +157,10 @@ class Subscriber:
     id: int
     destination: Destination
     tag: str  # the query as the user typed it
+    key: str = ""  # str(destination), made once: the judge names it in every decision
+
+    def __post_init__(self) -> None:
+        self.key = str(self.destination)
 
 
 @dataclass(slots=True)
@@ -232,6 +236,7 @@ class Judge:
         """Decide, for each new item, duplicate/story/matches/deliveries. Mutates the indexes."""
         baseline = not source.baseline_done
         max_age = self.config.alerts.max_age
+        subscribers, paused = self.subscribers, self.paused
         out: list[NewItem] = []
         batch_urls: dict[str, tuple[int, int]] = {}
         # items that name another outlet as their origin go last, so an original in the same
@@ -291,21 +296,27 @@ class Judge:
             # match
             hits = self.index.match(doc)
             terms: list[str] = []
-            per_destination: dict[Destination, list[str]] = {}
+            per_destination: dict[str, tuple[Destination, list[str]]] = {}
             visible_to = self.visibility.get(source.id, frozenset())
+            everyone = "" in visible_to
+            decisions = new.decisions
             for sub_id, result in hits.items():
-                sub = self.subscribers.get(sub_id)
+                sub = subscribers.get(sub_id)
                 if sub is None:
                     continue
                 terms.extend(result.terms)
-                if sub.destination.workspace not in visible_to and "" not in visible_to:
-                    new.decisions.append((str(sub.destination), "not visible", "source not added here"))
+                if not everyone and sub.destination.workspace not in visible_to:
+                    decisions.append((sub.key, "not visible", "source not added here"))
                     continue
-                if sub_id in self.paused:
-                    new.decisions.append((str(sub.destination), "paused", f"subscription {sub.tag!r} is paused"))
+                if sub_id in paused:
+                    decisions.append((sub.key, "paused", f"subscription {sub.tag!r} is paused"))
                     continue
-                per_destination.setdefault(sub.destination, []).append(sub.tag)
-                new.decisions.append((str(sub.destination), "matched", f"query {sub.tag}"))
+                wanted = per_destination.get(sub.key)
+                if wanted is None:
+                    per_destination[sub.key] = (sub.destination, [sub.tag])
+                else:
+                    wanted[1].append(sub.tag)
+                decisions.append((sub.key, "matched", f"query {sub.tag}"))
             new.summary = summarise(item.title, item.text, terms, limit=self.config.alerts.summary_chars)
             if per_destination:
                 stats.matched += 1
@@ -326,10 +337,10 @@ class Judge:
                                                       original_item_id=new.duplicate_of))
                 # a channel that never had the story (the original was from a source it cannot see,
                 # or did not match its query) hears of it through this copy
-                for dest, tags in per_destination.items():
+                for dest, tags in per_destination.values():
                     new.deliveries.append(DeliveryRequest(destination=dest, kind="story_if_new", tags=tuple(tags)))
             else:
-                for dest, tags in per_destination.items():
+                for dest, tags in per_destination.values():
                     new.deliveries.append(DeliveryRequest(destination=dest, kind="story", tags=tuple(tags)))
                     stats.queued += 1
             out.append(new)
