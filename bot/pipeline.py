@@ -256,7 +256,7 @@ class Judge:
                 story_is_new=False,
                 item_id=item_id,
                 origin=batch.hints.get(item.guid, ""),
-                fts=match.fts_columns(item.title, item.text, item.source_name),
+                fts=match.fts_columns(doc),  # the same normalised streams the matcher reads
             )
             stats.new += 1
             # dedupe: same canonical URL, else near-duplicate text
