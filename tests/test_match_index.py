@@ -243,3 +243,53 @@ def test_matching_during_a_bulk_load_sees_every_subscription() -> None:
     found = index.match(doc)
     assert index.pending == 0 and set(found) == expected
     assert (found[3].terms, found[7].terms, found[107].terms) == (("#Tag3",), ("word7",), ("word7",))
+
+
+def test_an_exclusion_takes_out_only_its_own_subscription_among_those_sharing_a_word() -> None:
+    """Subscriptions filed under one word keep matching when another one's excluded word occurs."""
+    index = MatchIndex(
+        {
+            "plain": parse_query("myanmar"),
+            "no-sport": parse_query("myanmar -sport"),
+            "no-rain": parse_query("myanmar NOT rain"),
+            "pair": parse_query("myanmar sport"),
+        },
+        auto_rebuild=False,
+    )
+    doc = document("Myanmar sport", "")
+    assert set(index.match(doc)) == {"plain", "no-rain", "pair"}
+    assert set(index.match(document("Myanmar", "rain and sport"))) == {"plain", "pair"}
+    assert set(index.match(document("Myanmar", "no news"))) == {"plain", "no-sport", "no-rain"}
+    assert index.remove("plain") and index.remove("no-rain")
+    index.rebuild()
+    assert set(index.match(doc)) == {"pair"}
+    index.set("plain", parse_query("myanmar"))  # back, pending then folded in
+    assert set(index.match(doc)) == {"plain", "pair"}
+    index.rebuild()
+    assert set(index.match(doc)) == {"plain", "pair"}
+    assert index.match(doc)["pair"].terms == ("myanmar", "sport")
+
+
+def test_an_or_sharing_its_words_with_other_subscriptions_names_what_fired() -> None:
+    index = MatchIndex(
+        {
+            "or": parse_query("myanmar OR thailand"),
+            "myanmar": parse_query("myanmar"),
+            "thailand": parse_query("thailand -sport"),
+        }
+    )
+    found = index.match(document("Thailand and Myanmar", ""))
+    assert found["or"].terms == ("myanmar", "thailand")
+    assert (found["myanmar"].terms, found["thailand"].terms) == (("myanmar",), ("thailand",))
+    found = index.match(document("Thailand sport", ""))
+    assert set(found) == {"or"} and found["or"].terms == ("thailand",)
+
+
+def test_a_match_result_is_a_value() -> None:
+    query = parse_query('"liu zhongyi" OR myanmar')
+    result = MatchResult(query, ['"liu zhongyi"'])
+    assert result.terms == ('"liu zhongyi"',) and result.query == query
+    assert result == MatchResult(parse_query('"Liu Zhongyi" OR myanmar'), ('"liu zhongyi"',))
+    assert result != MatchResult(query, ("myanmar",))
+    assert len({result, MatchResult(query, ('"liu zhongyi"',))}) == 1
+    assert "liu zhongyi" in repr(result)

@@ -17,6 +17,9 @@ A snapshot files each form under its atoms, so that matching is mostly dict upda
 - ``pairs[atom][other]``: an AND of clauses, filed under its two rarest clauses, so ``scam centres``
   costs a set intersection (``pairs[atom].keys() & fired``) unless both fired.
 - ``slow[atom]``: other shapes, evaluated when an anchor atom fired.
+- ``gates[atom]``: the partners of the atom's pairs and exclusions; ``pairs``/``negs`` are looked at
+  only for fired atoms whose partner fired too (a minority of items), so most items cost one dict
+  lookup per fired atom beyond ``direct``.
 
 Forms are immutable and shared by successive snapshots, as are key ids (a key keeps its id while
 it is in the automaton), so a rebuild compiles only new queries and builds a new automaton only when
@@ -54,24 +57,29 @@ Atoms = tuple[int, ...]
 Expr = tuple
 
 
-class MatchResult(tuple):  # an immutable value; a tuple keeps creating one cheap
+class MatchResult:
     """Why a subscription matched: its ``query`` and the positive ``terms`` that occur in the item.
 
     ``terms`` is in query syntax without field, in the order of `Query.terms`. Subscriptions whose
-    queries are typed alike share one result.
+    queries are typed alike share one result (an immutable value: compare with ``==``).
     """
 
-    __slots__ = ()
+    # Slots, not a tuple or a property: reading ``result.terms`` for every hit is part of matching.
+    __slots__ = ("_atoms", "_query", "terms")
 
-    def __new__(cls, query: Query, terms: tuple[str, ...]) -> MatchResult:
-        return tuple.__new__(cls, (query, tuple(terms)))
+    _query: Query | str
+    terms: tuple[str, ...]
+    _atoms: Atoms | None  # for the index: the atoms of a single-term query this result stands for
+
+    def __init__(self, query: Query | str, terms: Iterable[str], _atoms: Atoms | None = None) -> None:
+        self._query = query
+        self.terms = tuple(terms)
+        self._atoms = _atoms
 
     @property
     def query(self) -> Query:
-        query = self[0]  # the index stores the query's text: it keeps no Query objects
+        query = self._query  # the index stores the query's text: it keeps no Query objects
         return query if isinstance(query, Query) else parse_query(query)
-
-    terms = property(itemgetter(1), doc="The positive terms that occur, as in `Query.terms`.")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MatchResult) and (other.query, other.terms) == (self.query, self.terms)
@@ -86,7 +94,6 @@ class MatchResult(tuple):  # an immutable value; a tuple keeps creating one chea
         return f"MatchResult(query={self.query.normal_form!r}, terms={self.terms!r})"
 
 
-_new_tuple = tuple.__new__
 _second = itemgetter(1)
 _plus_1 = (1).__add__
 
@@ -137,12 +144,17 @@ class _Form:
 
 
 def _text(form: _Form | MatchResult) -> str:
-    return form[0] if type(form) is MatchResult else form.text  # type: ignore[union-attr,return-value]
+    return form._query if type(form) is MatchResult else form.text  # type: ignore[union-attr,return-value]
+
+
+def _atoms_of(form: _Form | MatchResult) -> Iterable[int]:
+    """Every atom a form (or the result standing for a single-term query) uses."""
+    return form._atoms if type(form) is MatchResult else form.atoms()  # type: ignore[union-attr,return-value]
 
 
 def _exact(form: _Form, fired: set[int]) -> MatchResult:
     """The result of a matching form whose terms vary: those of its terms that fired."""
-    return _new_tuple(MatchResult, (form.text, tuple(d for d, atoms in form.terms if not fired.isdisjoint(atoms))))
+    return MatchResult(form.text, [d for d, atoms in form.terms if not fired.isdisjoint(atoms)])
 
 
 class _Keys:
@@ -231,14 +243,14 @@ class _Compiler:
             raise ValueError(f"query needs no positive term: {query.normal_form}")
         negs = tuple(dict.fromkeys(neg)) if neg else None
         if all(len(c) == 1 for c in pos):  # every positive term is required: the terms are all of them
-            result: MatchResult | None = _new_tuple(MatchResult, (text, shown))
+            result: MatchResult | None = MatchResult(text, shown)
             kept = None
         else:
             result, kept = None, terms
         if len(pos) == 1:
             if len(pos[0]) == 1:
                 if negs is None:  # one term (most queries): the result is all there is to it
-                    return _new_tuple(MatchResult, (text, shown, self.atoms(pos[0][0])))
+                    return MatchResult(text, shown, self.atoms(pos[0][0]))
                 return _Form(text, _DIRECT, self.atoms(pos[0][0]), negs, result, kept, None)
             anchor = tuple(dict.fromkeys(a for t in pos[0] for a in self.atoms(t)))
             # an OR: per atom, the result naming the terms of that atom
@@ -247,7 +259,7 @@ class _Compiler:
             for atom in anchor:
                 known = {t.display for t in pos[0] if atom in self.atoms(t)}
                 names = tuple(d for d, _ in terms if d in known)
-                ready.append(made.get(names) or made.setdefault(names, _new_tuple(MatchResult, (text, names))))
+                ready.append(made.get(names) or made.setdefault(names, MatchResult(text, names)))
             return _Form(text, _DIRECT, anchor, negs, result, kept, tuple(ready))
         clauses = sorted((tuple(dict.fromkeys(a for t in c for a in self.atoms(t))) for c in pos), key=self.cost)
         return _Form(text, _PAIR, clauses[0], negs, result, kept, tuple(clauses[1:]))
@@ -328,7 +340,9 @@ class _Snapshot(Generic[K]):
     counts subscriptions removed or replaced since the automaton was built.
     """
 
-    __slots__ = ("ac_next", "automaton", "direct", "negs", "or_keys", "ors", "owners", "pairs", "removed", "slow")
+    __slots__ = (
+        "ac_next", "automaton", "direct", "gates", "negs", "or_keys", "ors", "owners", "pairs", "removed", "slow"
+    )
 
     owners: dict[K, _Form | MatchResult]
 
@@ -359,7 +373,7 @@ class _Snapshot(Generic[K]):
         ):
             self.automaton, self.ac_next = previous.automaton, previous.ac_next
         else:
-            live = {a - a % 3 for form, _ in members for a in (form[2] if type(form) is MatchResult else form.atoms())}
+            live = {a - a % 3 for form, _ in members for a in _atoms_of(form)}
             keys.keep_only(live)
             self.ac_next = keys.next_id
             self.removed = 0
@@ -377,7 +391,7 @@ class _Snapshot(Generic[K]):
         users: dict[int, int] = {}
         for form, _ in members:
             if type(form) is MatchResult or form.kind == _DIRECT:
-                for atom in form[2] if type(form) is MatchResult else form.anchor:
+                for atom in form._atoms if type(form) is MatchResult else form.anchor:
                     users[atom] = users.get(atom, 0) + 1
         direct: dict[int, dict[K, MatchResult]] = {}
         ors: dict[int, list[_Form]] = {}
@@ -387,7 +401,7 @@ class _Snapshot(Generic[K]):
         self.or_keys: dict[_Form, tuple[K, ...]] = {}
         for form, keys in members:
             if type(form) is MatchResult:  # a single-term query
-                kind, anchor, neg, extra, fixed = _DIRECT, form[2], None, None, form
+                kind, anchor, neg, extra, fixed = _DIRECT, form._atoms, None, None, form
             else:
                 kind, anchor, neg, extra, fixed = form.kind, form.anchor, form.neg, form.extra, form.result
             if kind == _DIRECT:
@@ -424,10 +438,18 @@ class _Snapshot(Generic[K]):
                 for atom in anchor:
                     slow.setdefault(atom, []).append(item)
         self.direct = direct
-        self.ors = {atom: forms[0] if len(forms) == 1 else tuple(forms) for atom, forms in ors.items()}
+        # ORs reached through two of their atoms: found by counting (C does it), fixed rarely.
+        self.ors = {atom: tuple(forms) for atom, forms in ors.items()}
         self.negs = {atom: {x: tuple(dict.fromkeys(keys)) for x, keys in n.items()} for atom, n in negs.items()}
         self.pairs = {atom: {b: tuple(items) for b, items in p.items()} for atom, p in pairs.items()}
         self.slow = {atom: tuple(items) for atom, items in slow.items()}
+        # The other atom of every pair and exclusion filed under an atom: matching looks at
+        # `pairs`/`negs` only for the atoms whose partner fired too (few items have any).
+        gates: dict[int, Any] = dict(self.pairs)
+        for atom, excluded in self.negs.items():
+            gate = gates.get(atom)
+            gates[atom] = excluded if gate is None else frozenset(gate).union(excluded)
+        self.gates = gates
 
     def fired_atoms(self, doc: Document) -> set[int]:
         automaton = self.automaton
@@ -454,47 +476,51 @@ class _Snapshot(Generic[K]):
         for ready in map(self.direct.get, fired):  # most of the work: C does it
             if ready is not None:
                 update(ready)
-        if self.pairs:
-            for filed in map(self.pairs.get, fired):
-                if filed is not None:
-                    for other in filed.keys() & fired:
-                        _run_slow(filed[other], fired, results)
+        gates = [atom for atom in fired if (gate := self.gates.get(atom)) is not None and not fired.isdisjoint(gate)]
+        if gates:
+            self._pairs_and_negs(gates, fired, results)
         if self.slow:
             for entries in map(self.slow.get, fired):
                 if entries is not None:
                     _run_slow(entries, fired, results)
-        if self.negs:
-            pop = results.pop
-            for excluded in map(self.negs.get, fired):
-                if excluded is not None and not fired.isdisjoint(excluded):
-                    for x in excluded.keys() & fired:
-                        for key in excluded[x]:
-                            pop(key, None)
-        if self.ors:
-            # An OR reached through two of its atoms may have had two of its terms fire (rare).
-            reached = [forms for forms in map(self.ors.get, fired) if forms is not None]
-            if len(reached) > 1:
-                flat: list[_Form] = []
-                for forms in reached:
-                    if type(forms) is tuple:
-                        flat.extend(forms)
-                    else:
-                        flat.append(forms)
-                if len(set(flat)) < len(flat):
-                    self._fix_ors(flat, fired, results)
+        # An OR reached through two of its atoms may have had two of its terms fire.
+        reached = [*filter(None, map(self.ors.get, fired))]
+        if len(reached) > 1 and len(set().union(*reached)) < sum(map(len, reached)):
+            self._fix_ors(reached, fired, results)
         return results
 
-    def _fix_ors(self, forms: list[_Form], fired: set[int], results: dict[K, MatchResult]) -> None:
+    def _pairs_and_negs(self, atoms: list[int], fired: set[int], results: dict[K, MatchResult]) -> None:
+        """ANDs whose two rarest clauses fired, and exclusions that fired, for ``atoms`` (whose
+        gates say that one of their partners fired)."""
+        for atom in atoms:
+            filed = self.pairs.get(atom)
+            if filed is not None:
+                for other in filed.keys() & fired:
+                    _run_slow(filed[other], fired, results)
+        pop = results.pop
+        for atom in atoms:
+            excluded = self.negs.get(atom)
+            if excluded is not None:
+                for x in excluded.keys() & fired:
+                    for key in excluded[x]:
+                        pop(key, None)
+
+    def _fix_ors(self, reached: list[tuple[_Form, ...]], fired: set[int], results: dict[K, MatchResult]) -> None:
         seen: set[_Form] = set()
-        for form in forms:
-            if form not in seen:
-                seen.add(form)
-                continue
-            if form.neg is not None and not fired.isdisjoint(form.neg):
-                continue  # excluded: its keys were taken out
-            result = _exact(form, fired)
-            for key in self.or_keys[form]:
-                results[key] = result
+        done: set[_Form] = set()
+        for forms in reached:
+            for form in forms:
+                if form not in seen:
+                    seen.add(form)
+                    continue
+                if form in done:
+                    continue
+                done.add(form)
+                if form.neg is not None and not fired.isdisjoint(form.neg):
+                    continue  # excluded: its keys were taken out
+                result = _exact(form, fired)
+                for key in self.or_keys[form]:
+                    results[key] = result
 
 
 class MatchIndex(Generic[K]):
