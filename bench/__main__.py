@@ -46,6 +46,7 @@ def make_queries(n: int, seed: int) -> list[str]:
     return generate(n, rng, headlines, sources)
 
 
+CACHE_DIR: str | None = None  # set by --cache: seeded fingerprints kept between runs
 PROFILE_DIR: Path | None = None  # set by --profile: py-spy samples each bot run into this folder
 
 
@@ -91,7 +92,7 @@ def bot_point(
                                                       "seed", "dup_share")},
             "base": farm.base, "ports": farm.ports, "phase": phase, "interval": interval,
             "queries": queries, "subscriptions": len(queries), "warmup": warmup, "duration": duration,
-            "concurrency": concurrency, "per_host": per_host, "cpu": BOT_CPU,
+            "concurrency": concurrency, "per_host": per_host, "cpu": BOT_CPU, "cache": CACHE_DIR,
         }
         log(f"{name}: seeding the store")
         from bench.pipeline_bench import seed
@@ -248,7 +249,8 @@ def summary_line(results: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, under a minute")
-    ap.add_argument("--feeds", help="comma-separated feed counts for the steady phase (default 1000,10000,50000)")
+    ap.add_argument("--feeds", help="comma-separated feed counts for the steady phase (default 1000,10000,50000; "
+                    "'none': no steady point)")
     ap.add_argument("--subs", type=int, help="subscriptions in the steady and burst phases (default 10000)")
     ap.add_argument("--rss-subs", type=int, help="one extra steady point at 10k feeds with this many subscriptions "
                                                  "(default 100000; 0: skip)")
@@ -269,13 +271,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, job files)")
     ap.add_argument("--no-plots", action="store_true", help="write the JSON only")
+    ap.add_argument("--cache", type=Path,
+                    help="keep the seeded fingerprints (the slow part of seeding) in DIR between runs; "
+                         "they are remade when the farm or the fingerprinting code changes")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="sample every bot run with py-spy; stacks and a summary per run go to DIR")
     args = ap.parse_args()
-    global PROFILE_DIR
+    global PROFILE_DIR, CACHE_DIR
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         PROFILE_DIR = args.profile
+    if args.cache:
+        CACHE_DIR = str(args.cache.resolve())
 
     quick = args.quick
     feeds_arg = args.feeds or ("200" if quick else "1000,10000,50000")

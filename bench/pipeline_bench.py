@@ -35,10 +35,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import pickle
 import resource
 import sqlite3
 import sys
@@ -55,6 +57,8 @@ from bench.farm import Corpus, Farm, FarmSpec, peak_rss_mb, pin_to_cpu
 from bot.adapter import CommandPort
 from bot.fetch import Fetcher, FetchError, FetchResult
 from bot.models import MessageKind, OutgoingMessage, SendResult
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CHANNELS = 100
 SEEDED_AGE = 3 * 86400.0  # seeded items were first seen this long ago (outside the story window)
@@ -75,6 +79,20 @@ def _fingerprint_rows(args: tuple[dict[str, Any], list[tuple[int, int, int]], fl
         if fp is not None:
             rows.append((item_id, seen, dedupe.fingerprint_to_bytes(fp)))
     return rows
+
+
+def _fingerprint_cache(job: dict[str, Any], wanted: list[tuple[int, int, int]]) -> Path | None:
+    """Where the seeded fingerprints of this farm are kept between runs (``--cache DIR``), named by
+    everything they depend on: the farm's content parameters, the items wanted and the code that
+    builds and fingerprints them (so a change to any of it makes new ones). None: no cache."""
+    if not job.get("cache"):
+        return None
+    key = hashlib.sha256()
+    for module in ("bot/dedupe.py", "bot/normalise.py", "bench/farm.py"):
+        key.update((ROOT / module).read_bytes())
+    content = {k: v for k, v in job["farm"].items() if k not in ("epoch", "start", "round_seconds", "share")}
+    key.update(json.dumps([content, wanted[0], wanted[-1], len(wanted)], sort_keys=True).encode())
+    return Path(job["cache"]) / f"fingerprints-{key.hexdigest()[:20]}.pickle"
 
 
 def _seen_rows(args: tuple[dict[str, Any], str, list[int], int]) -> list[tuple[bytes | None, int]]:
@@ -294,8 +312,18 @@ def seed(job: dict[str, Any]) -> dict[str, Any]:
         wanted = [(i, f, s) for i, (f, s) in enumerate(
             ((f, s) for f in range(n) for s in range(1, spec.items + 1)), start=1)][-SEEDED_FINGERPRINTS:]
         chunks = [(job["farm"], wanted[k:k + 5000], seen) for k in range(0, len(wanted), 5000)]
+        cached = _fingerprint_cache(job, wanted)
         with multiprocessing.get_context("fork").Pool(2) as pool:
-            for rows in pool.imap_unordered(_fingerprint_rows, chunks):
+            if cached is not None and cached.exists():
+                with cached.open("rb") as fh:
+                    made = [[(i, seen, data) for i, data in rows] for rows in pickle.load(fh)]
+            else:
+                made = list(pool.imap_unordered(_fingerprint_rows, chunks))
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    with cached.open("wb") as fh:
+                        pickle.dump([[(i, data) for i, _, data in rows] for rows in made], fh)
+            for rows in made:
                 db.executemany("INSERT INTO fingerprints (item_id, created, data) VALUES (?,?,?)", rows)
                 fingerprints += len(rows)
             # which entries each source's last body held: a changed feed is parsed without them

@@ -8,20 +8,48 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import time
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# what json.dumps(ensure_ascii=False) would escape in a string: quote, backslash, control characters
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+# a bare value must not look like more than one field or hide a line break (log injection)
+_BARE_UNSAFE = re.compile(r'[\s"=\\\x00-\x1f\x7f\u0085\u2028\u2029]')
+
+
+def _quoted(text: str) -> str:
+    """``json.dumps(text, ensure_ascii=False)``, without the encoder for the usual plain text."""
+    if _JSON_ESCAPED.search(text) is None:
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)
 
 
 class KeyValueFormatter(logging.Formatter):
+    """``2026-11-27T10:00:00Z level=info logger=tagwire.x msg="…" key=value …``: a bare value is a
+    word; anything else (spaces, quotes, ``=``, line breaks, other types) is JSON, so a value from a
+    feed can never start a line or a field of its own."""
+
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-        parts = [f"{ts}Z", f"level={record.levelname.lower()}", f"logger={record.name}",
-                 f"msg={json.dumps(record.getMessage(), ensure_ascii=False)}"]
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+            self._second = second
+        parts = [self._stamp, f"level={record.levelname.lower()}", f"logger={record.name}",
+                 f"msg={_quoted(record.getMessage())}"]
         for key, value in record.__dict__.items():
             if key in _STANDARD or key.startswith("_"):
                 continue
-            if isinstance(value, str) and value and " " not in value and '"' not in value and "=" not in value:
+            if isinstance(value, str):
+                if value and _BARE_UNSAFE.search(value) is None:
+                    parts.append(f"{key}={value}")
+                else:
+                    parts.append(f"{key}={_quoted(value)}")
+            elif type(value) is int:
                 parts.append(f"{key}={value}")
             else:
                 parts.append(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}")
@@ -31,11 +59,8 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info") -> None:
-    import time
-
     handler = logging.StreamHandler(sys.stderr)
     formatter = KeyValueFormatter()
-    formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
