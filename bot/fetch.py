@@ -352,7 +352,9 @@ class Fetcher:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=cfg.timeout, sock_connect=cfg.connect_timeout),
+                # the whole fetch (redirects and body included) runs under asyncio.timeout(cfg.timeout)
+                # in fetch(); a second total timer per request here would only cost a timer handle
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout),
                 headers={"User-Agent": cfg.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
                 cookie_jar=aiohttp.DummyCookieJar(),  # feeds need no cookies; nothing to grow unbounded
                 trust_env=False,  # never route through an environment proxy: the guard checks direct peers
