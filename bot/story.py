@@ -58,6 +58,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from bot.match.text import fold, is_unspaced, tokens
@@ -102,15 +103,41 @@ def _add_token_terms(out: dict[str, float], token: str, weight: float, char_n: i
             out[gram] = out.get(gram, 0.0) + weight
 
 
+def _add_tokens(out: dict[str, float], folded: str, weight: float, char_n: int, limit: int | None) -> None:
+    """`_add_token_terms` for each of the first ``limit`` tokens of ``folded``, in order."""
+    toks = tokens(folded)
+    if limit is not None:
+        toks = toks[:limit]
+    if char_n or not folded.isascii():
+        for token in toks:
+            _add_token_terms(out, token, weight, char_n)
+        return
+    # ASCII words only (no token of a script without spaces), no n-grams: the same steps, inlined
+    get = out.get
+    for token in toks:
+        if len(token) < 2 or token in STOPWORDS:
+            continue
+        if len(token) > 3 and token[-1] == "s" and token[-2] not in "sui" and not token[-2].isdigit():
+            token = token[:-1]
+        out[token] = get(token, 0.0) + weight
+
+
 def item_terms(title: str, lead: str = "", *, lead_weight: float = 0.5, char_n: int = 0) -> dict[str, float]:
-    """Weighted term frequencies of an item: title terms count 1, lead terms ``lead_weight``."""
+    """Weighted term frequencies of an item: title terms count 1, lead terms ``lead_weight``.
+
+    The terms come in reading order (title, then lead); the clusterer's sums follow that order."""
     out: dict[str, float] = {}
-    for token in tokens(fold(title)):
-        _add_token_terms(out, token, 1.0, char_n)
+    _add_tokens(out, fold(title), 1.0, char_n, None)
     if lead and lead_weight > 0:
-        for token in tokens(fold(lead))[:LEAD_TOKENS]:
-            _add_token_terms(out, token, lead_weight, char_n)
+        _add_tokens(out, fold(lead), lead_weight, char_n, LEAD_TOKENS)
     return out
+
+
+_BOUND_FROM_TERMS = 8  # `StoryClusterer._best` bounds scores from this many non-proposing terms on
+_SLACK = 1.0 + 1e-9  # relative margin on the score bounds in `StoryClusterer._best`
+
+
+_first = itemgetter(0)
 
 
 class Match(NamedTuple):
@@ -334,8 +361,11 @@ class StoryClusterer:
         if cached is not None and cached[2] == self._seq and cached[0] == title and cached[1] == lead:
             return cached[3]
         tf = item_terms(title, lead, lead_weight=self.lead_weight, char_n=self.char_n)
-        idf = self._df.idf
-        vector = {t: (1.0 + math.log(c) if c >= 1.0 else c) * idf(t) for t, c in tf.items()}
+        # the smoothed IDF of `_DocumentFrequencies.idf`, inlined (same expression, same float)
+        items = self._df.items + 1
+        count = self._df.counts.get
+        log = math.log
+        vector = {t: (1.0 + log(c) if c >= 1.0 else c) * (log(items / (count(t, 0) + 1)) + 1.0) for t, c in tf.items()}
         norm = math.sqrt(sum(w * w for w in vector.values()))
         if norm > 0:
             vector = {t: w / norm for t, w in vector.items()}
@@ -343,37 +373,70 @@ class StoryClusterer:
         return vector
 
     def _best(self, vector: dict[str, float], timestamp: float) -> tuple[int | None, float]:
-        """The best-scoring open story (ties: the lower id, so runs are deterministic) and its score."""
+        """The best-scoring open story (ties: the lower id, so runs are deterministic) and its score.
+
+        Each candidate's dot product is summed term by term, rarest term first (ties in the item's
+        term order): the order fixes the float, so every change here must keep it."""
         postings = self._postings
-        shared = [(p, w) for p, w in ((postings.get(t), w) for t, w in vector.items()) if p is not None]
-        shared.sort(key=lambda pw: len(pw[0]))  # rarest terms first: they propose the candidates
+        shared: list[tuple[int, dict[int, float], float, str]] = []
+        for term, w in vector.items():
+            posting = postings.get(term)
+            if posting is not None:
+                shared.append((len(posting), posting, w, term))
+        shared.sort(key=_first)  # rarest terms first: they propose the candidates (stable: ties keep term order)
         dots: dict[int, float] = {}
         tops: dict[int, float] = {}  # each candidate's largest single-term share of the dot product
-        rest: list[tuple[dict[int, float], float]] = []  # terms that only add to the candidates' scores
-        for posting, w in shared:
-            if len(dots) >= self.max_candidates or len(posting) > self.max_postings:
-                rest.append((posting, w))
-                continue
+        max_candidates, max_postings = self.max_candidates, self.max_postings
+        proposing = len(shared)
+        for i, (size, posting, w, _) in enumerate(shared):
+            if len(dots) >= max_candidates or size > max_postings:
+                proposing = i  # this term and every later one (more common) only add to scores
+                break
             get_dot, get_top = dots.get, tops.get
             for story_id, cw in posting.items():
                 x = w * cw
                 dots[story_id] = get_dot(story_id, 0.0) + x
                 if x > get_top(story_id, 0.0):
                     tops[story_id] = x
-        for posting, w in rest:
-            get = posting.get
-            for story_id in dots:
-                cw = get(story_id)
-                if cw is not None:
-                    x = w * cw
-                    dots[story_id] += x
-                    if x > tops[story_id]:
-                        tops[story_id] = x
         long_item = len(vector) >= self.long_item_terms
         horizon = timestamp - self.window
+        min_support = self.min_support
         stories = self._stories
         best_id: int | None = None
         best = 0.0
+        rest = shared[proposing:]
+        if len(rest) < _BOUND_FROM_TERMS:
+            # few other terms (a headline): add their shares to every candidate, term by term (so
+            # each candidate's sum runs rarest term first); a set intersection finds who has the term
+            candidates = dots.keys()
+            for _, posting, w, _ in rest:
+                for story_id in candidates & posting.keys():
+                    x = w * posting[story_id]
+                    dots[story_id] += x
+                    if x > tops[story_id]:
+                        tops[story_id] = x
+            for story_id, dot in dots.items():
+                story = stories[story_id]
+                last = story.last_ts
+                if last < horizon:
+                    continue
+                factor = story.scale
+                if timestamp > last:
+                    factor /= 1.0 + (timestamp - last) / story.pace
+                score = dot * factor
+                if long_item and (dot - tops[story_id]) * factor < min_support:
+                    continue  # one shared word (the place, the company) is all this long item has in common
+                if score > best or (score == best and best_id is not None and story_id < best_id):
+                    best_id, best = story_id, score
+            return best_id, best
+        # Many other terms (an item with a lead): they only add to the candidates' scores, and most
+        # candidates cannot win whatever they add: by Cauchy-Schwarz, their share is at most |those
+        # terms' weights| * |the centroid|. So candidates are scored in order of that bound until it
+        # falls below the best score. The pick is the same as scoring them all (the highest score,
+        # ties to the lower id), and each sum runs in the same order as above, so the floats are too.
+        rest_norm = math.sqrt(sum(w * w for _, _, w, _ in rest))
+        sqrt = math.sqrt
+        bounds: list[tuple[float, int, float]] = []
         for story_id, dot in dots.items():
             story = stories[story_id]
             last = story.last_ts
@@ -382,8 +445,26 @@ class StoryClusterer:
             factor = story.scale
             if timestamp > last:
                 factor /= 1.0 + (timestamp - last) / story.pace
+            # a little slack for rounding: the bound must never cut a candidate that could win
+            bounds.append(((dot + rest_norm * sqrt(story.norm2)) * factor * _SLACK + 1e-12, story_id, factor))
+        bounds.sort(key=_first, reverse=True)
+        where = {term: (posting, w) for _, posting, w, term in rest}
+        rest_terms = where.keys()
+        rank = {term: i for i, term in enumerate(where)}.__getitem__
+        for bound, story_id, factor in bounds:
+            if bound < best:
+                break
+            dot = dots[story_id]
+            top = tops[story_id]
+            common = stories[story_id].terms & rest_terms  # a story's terms are the postings it is in
+            for term in sorted(common, key=rank) if len(common) > 1 else common:
+                posting, w = where[term]
+                x = w * posting[story_id]
+                dot += x
+                if x > top:
+                    top = x
             score = dot * factor
-            if long_item and (dot - tops[story_id]) * factor < self.min_support:
+            if long_item and (dot - top) * factor < min_support:
                 continue  # one shared word (the place, the company) is all this long item has in common
             if score > best or (score == best and best_id is not None and story_id < best_id):
                 best_id, best = story_id, score
@@ -392,11 +473,14 @@ class StoryClusterer:
     def _prune(self, story_id: int, story: _Story) -> None:
         """Keep the story's `max_terms` heaviest terms."""
         postings = self._postings
-        ranked = sorted(story.terms, key=lambda t: (-postings[t][story_id], t))
+        # heaviest first, ties in term order: sort by term, then stably by weight, descending
+        ranked = sorted(story.terms)
+        weights = {t: postings[t][story_id] for t in ranked}
+        ranked.sort(key=weights.__getitem__, reverse=True)
         for term in ranked[self.max_terms :]:
             self._unpost(term, story_id)
         story.terms = set(ranked[: self.max_terms])
-        story.norm2 = sum(postings[t][story_id] ** 2 for t in story.terms)
+        story.norm2 = sum(weights[t] ** 2 for t in story.terms)
 
     def _unpost(self, term: str, story_id: int) -> None:
         posting = self._postings.get(term)

@@ -46,15 +46,21 @@ _OPENERS = frozenset({
     "after", "before", "when", "while", "if", "as", "for", "since", "some", "many", "most", "officials",
     "police", "critics", "according", "last", "earlier", "later", "now", "then", "still", "so", "yet",
 })
+# Candidate sentence ends. The pattern opens with a character class so that the regex engine skips
+# quickly to the next mark (an alternation of groups would be tried at every position); the
+# lookbehinds then pick the branch for the mark just read.
 _CANDIDATE = re.compile(
-    r"(?:[.!?]+|…|\.\.\.)[\"'”’»)\]]*(?=\s+\S)"  # terminal punctuation, closing quotes, then space
-    r"|[。！？][」』”’）]*"  # CJK sentence ends need no space
-    r"|\n+"
+    r"[.!?…。！？\n]"
+    r"(?:(?<=[.!?])[.!?]*[\"'”’»)\]]*(?=\s+\S)"  # terminal punctuation, closing quotes, then space
+    r"|(?<=…)[\"'”’»)\]]*(?=\s+\S)"
+    r"|(?<=[。！？])[」』”’）]*"  # CJK sentence ends need no space
+    r"|(?<=\n)\n*)"
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)[.]$")
 _NEXT_WORD = re.compile(r"\s*([\"'“‘«(\[]?)(\w+)")
 _WORD = re.compile(r"\w+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|^#")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
@@ -204,9 +210,13 @@ def _fold(text: str) -> str:
         stripped = text.lower()
     else:
         decomposed = unicodedata.normalize("NFKD", text.casefold())
-        stripped = decomposed if decomposed.isascii() else "".join(
-            ch for ch in decomposed if not unicodedata.combining(ch))
+        # combining marks dropped; only non-ASCII runs are looked at (no ASCII character is one)
+        stripped = decomposed if decomposed.isascii() else _NON_ASCII.sub(_drop_marks, decomposed)
     return " ".join(_WORD.findall(stripped.replace("_", " ")))
+
+
+def _drop_marks(run: re.Match[str]) -> str:
+    return "".join(ch for ch in run.group() if not unicodedata.combining(ch))
 
 
 def _tokens(text: str) -> tuple[str, ...]:

@@ -270,6 +270,84 @@ def test_the_same_stream_gives_the_same_stories_in_every_process(tmp_path: Path)
     assert outputs[0].count("\n") == len(dev_headlines()) + 1
 
 
+def test_a_vector_remembered_from_find_is_not_reused_for_another_lead_or_title() -> None:
+    """find() then add() of the same item reuses its vector; add() of a different lead or title (or
+    after another add) must not: the state afterwards is the one a fresh add of that item gives."""
+    reused, fresh = StoryClusterer(), StoryClusterer()
+    for clusterer in (reused, fresh):
+        clusterer.add(1, *RATES, 0.0)
+    reused.find(SPYWARE[0][0], SPYWARE[0][1], 60.0)
+    reused.add(2, SPYWARE[0][0], SPYWARE[1][1], 60.0)  # same title, another lead
+    fresh.add(2, SPYWARE[0][0], SPYWARE[1][1], 60.0)
+    reused.find(*SPYWARE[1], 120.0)
+    reused.add(3, SPYWARE[2][0], SPYWARE[1][1], 120.0)  # same lead, another title
+    fresh.add(3, SPYWARE[2][0], SPYWARE[1][1], 120.0)
+    reused.find(*FLOOD, 180.0)
+    reused.add(4, *RATES, 180.0)  # state changed in between: the remembered vector is stale
+    reused.add(5, *FLOOD, 180.0)
+    fresh.add(4, *RATES, 180.0)
+    fresh.add(5, *FLOOD, 180.0)
+    assert reused.stats() == fresh.stats()
+    for item in (*SPYWARE, EU_FINE, FLOOD, RATES):
+        assert repr(reused.find(*item, 240.0)) == repr(fresh.find(*item, 240.0))
+
+
+def _score_every_candidate(clusterer: StoryClusterer, title: str, lead: str, ts: float) -> tuple[int | None, float]:
+    """The specification `find` must meet exactly (same story, same float): every candidate's
+    score summed in full, term by term, rarest term first, then the best one picked."""
+    vector = clusterer._vector(title, lead)
+    postings = clusterer._postings
+    shared = sorted(((postings[t], w) for t, w in vector.items() if t in postings), key=lambda pw: len(pw[0]))
+    dots: dict[int, float] = {}
+    tops: dict[int, float] = {}
+    proposing = True
+    for posting, w in shared:
+        proposing = proposing and len(dots) < clusterer.max_candidates and len(posting) <= clusterer.max_postings
+        for story_id, cw in posting.items():
+            if proposing or story_id in dots:
+                x = w * cw
+                dots[story_id] = dots.get(story_id, 0.0) + x
+                tops[story_id] = max(tops.get(story_id, 0.0), x)
+    best_id, best = None, 0.0
+    for story_id, dot in dots.items():
+        story = clusterer._stories[story_id]
+        if story.last_ts < ts - clusterer.window:
+            continue
+        factor = story.scale
+        if ts > story.last_ts:
+            factor /= 1.0 + (ts - story.last_ts) / story.pace
+        if len(vector) >= clusterer.long_item_terms and (dot - tops[story_id]) * factor < clusterer.min_support:
+            continue
+        if dot * factor > best or (dot * factor == best and best_id is not None and story_id < best_id):
+            best_id, best = story_id, dot * factor
+    return best_id, best
+
+
+def test_find_picks_exactly_what_scoring_every_candidate_picks() -> None:
+    """Items with leads among thousands of open stories (where `find` skips candidates that cannot
+    win): the same story and the same score, to the last bit, as scoring every candidate."""
+    import random
+
+    rng = random.Random(3)
+    headlines = dev_headlines()
+    words = [w for h in headlines for w in h.split()]
+    clusterer = StoryClusterer(max_terms_per_story=60)
+    for n in range(3000):  # one-item stories with made-up headlines and leads
+        lead = " ".join(rng.choices(headlines, k=5))[:400] if n % 3 else ""
+        clusterer.add(-(n + 1), " ".join(rng.choices(words, k=7)), lead, n * 20.0)
+    next_id = 1
+    for i, title in enumerate(headlines[:400]):
+        lead = " ".join(rng.choices(headlines, k=5))[:400] if i % 4 else ""
+        ts = 60_000.0 + i * 30.0
+        expected = _score_every_candidate(clusterer, title, lead, ts)
+        match = clusterer.find(title, lead, ts)
+        joins = expected[0] if expected[1] >= clusterer.threshold else None
+        assert (match.story_id, repr(match.similarity)) == (joins, repr(expected[1]))
+        story_id = match.story_id if match.story_id is not None else next_id
+        next_id += match.story_id is None
+        clusterer.add(story_id, title, lead, ts)
+
+
 # -- the benchmark ----------------------------------------------------------------------------------
 
 

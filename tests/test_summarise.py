@@ -138,3 +138,32 @@ def test_a_term_the_article_never_mentions_leaves_the_plain_lead() -> None:
     text = "The port opened on Monday. Ships queued all day. Officials praised the work. A fourth line."
     assert summarise("Port opens", text, ["ferry strike"], limit=400) == (
         "The port opened on Monday. Ships queued all day. Officials praised the work.")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Really?! Yes. Wow!!! Done", ["Really?!", "Yes.", "Wow!!!", "Done"]),
+        ("He waited… Then he left.", ["He waited…", "Then he left."]),
+        ("She said “It works.” Then she left.", ["She said “It works.”", "Then she left."]),
+        ("Dots...no space. Version 2.5 shipped.", ["Dots...no space.", "Version 2.5 shipped."]),
+        ("Stop!But why? End.", ["Stop!But why?", "End."]),
+        ("One\n\n\nTwo", ["One", "Two"]),
+        ("前进。「好」！后退？）完", ["前进。", "「好」！", "后退？）", "完"]),
+        ("Trailing marks only...", ["Trailing marks only..."]),
+    ],
+)
+def test_sentence_ends_of_every_kind(text: str, expected: list[str]) -> None:
+    """Runs of marks, ellipses, closing quotes, marks with no space after them, line breaks and CJK
+    full stops each end a sentence (or do not) as a reader would expect."""
+    assert split_sentences(text) == expected
+
+
+def test_accents_in_a_sentence_do_not_hide_the_term_anywhere_in_it() -> None:
+    """Marks are dropped wherever they stand (next to curly quotes, mid-word, at the end)."""
+    text = "The port opened on Monday. Ships queued. Officials spoke. Then “Zürich’s” best café was shut."
+    for term in ("zurich", "Cafe", "ZURICH’S"):
+        summary = summarise("Port opens", text, [term], limit=400)
+        assert summary.endswith("Then “Zürich’s” best café was shut.")
+    lead = "The port opened on Monday. Ships queued. Officials spoke."
+    assert summarise("Port opens", text, ["cafés"], limit=400) == lead
