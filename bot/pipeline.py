@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from bot.config import Config
 from bot.models import Destination, Item
 from bot.normalise import entry_guid, normalise_with_origin
 from bot.parse import ParsedFeed, RawEntry, parse_feed, parse_with_feedparser
-from bot.store import DeliveryRequest, NewItem, SourceRecord, SubscriptionRecord
+from bot.store import DeliveryRequest, NewItem, SourceRecord, SubscriptionRow
 from bot.store.sqlite import SQLiteStore
 from bot.summarise import summarise
 
@@ -160,7 +161,7 @@ class Subscriber:
     key: str = ""  # str(destination), made once: the judge names it in every decision
 
     def __post_init__(self) -> None:
-        self.key = str(self.destination)
+        self.key = sys.intern(str(self.destination))  # one string per channel, not per subscription
 
 
 @dataclass(slots=True)
@@ -188,37 +189,33 @@ class Judge:
         self.visibility: dict[int, frozenset[str]] = {}
 
     # -- state -----------------------------------------------------------------------------------
-    def set_subscriptions(self, subs: list[SubscriptionRecord]) -> None:
+    def set_subscriptions(self, subs: list[SubscriptionRow]) -> None:
+        """Make the index and subscribers those of ``subs`` ((id, destination, query, paused) each,
+        `SQLiteStore.subscriptions_to_match`): compile what is new, drop what is gone."""
         if not self.subscribers and not len(self.index):
             # first load: the index compiles the queries as they are parsed and keeps none of the
             # parsed trees (tens of MB at 100k subscriptions)
             self.index = match.MatchIndex(self._parsed(subs))
-            self.paused = {s.id for s in subs if s.paused_reason}
+            self.paused = {sid for sid, _, _, paused in subs if paused}
             return
-        wanted = {s.id: s for s in subs}
+        wanted = {sid for sid, _, _, _ in subs}
         for sid in list(self.subscribers):
             if sid not in wanted:
                 self.index.remove(sid)
                 del self.subscribers[sid]
-        for s in subs:
-            if s.id not in self.subscribers:
-                try:
-                    self.index.set(s.id, match.parse_query(s.query))
-                except match.QueryError as e:
-                    log.error("stored query no longer parses", extra={"subscription": s.id, "error": str(e)})
-                    continue
-                self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
-        self.paused = {s.id for s in subs if s.paused_reason}
+        for sid, query in self._parsed([s for s in subs if s[0] not in self.subscribers]):
+            self.index.set(sid, query)
+        self.paused = {sid for sid, _, _, paused in subs if paused}
 
-    def _parsed(self, subs: list[SubscriptionRecord]) -> Iterator[tuple[int, match.Query]]:
-        for s in subs:
+    def _parsed(self, subs: list[SubscriptionRow]) -> Iterator[tuple[int, match.Query]]:
+        for sid, destination, text, _ in subs:
             try:
-                query = match.parse_query(s.query)
+                query = match.parse_query(text)
             except match.QueryError as e:
-                log.error("stored query no longer parses", extra={"subscription": s.id, "error": str(e)})
+                log.error("stored query no longer parses", extra={"subscription": sid, "error": str(e)})
                 continue
-            self.subscribers[s.id] = Subscriber(s.id, s.destination, s.query)
-            yield s.id, query
+            self.subscribers[sid] = Subscriber(sid, destination, text)
+            yield sid, query
 
     def expire(self, now: float) -> None:
         self.dupes.evict_older_than(now - self.config.storage.retention_days * 86400.0)
@@ -398,7 +395,7 @@ class Pipeline:
 
     async def refresh_subscriptions(self) -> None:
         """Re-read subscriptions and source visibility; the automaton is rebuilt off the loop."""
-        subs = await self.store.subscriptions()
+        subs = await self.store.subscriptions_to_match()
         visibility = await self.store.source_visibility()
         judge = self._require_judge()
         loop = asyncio.get_running_loop()
