@@ -479,8 +479,10 @@ class StoryClusterer:
         ranked.sort(key=weights.__getitem__, reverse=True)
         for term in ranked[self.max_terms :]:
             self._unpost(term, story_id)
-        story.terms = set(ranked[: self.max_terms])
-        story.norm2 = sum(weights[t] ** 2 for t in story.terms)
+        kept = ranked[: self.max_terms]
+        story.terms = set(kept)
+        # summed in rank order, not set order: the same floats in every process (hash seeds differ)
+        story.norm2 = sum(weights[t] ** 2 for t in kept)
 
     def _unpost(self, term: str, story_id: int) -> None:
         posting = self._postings.get(term)
