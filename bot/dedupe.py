@@ -50,19 +50,41 @@ Index
     ``contained`` too: the same article re-issued with more paragraphs, or the full text of a
     summary seen before. A rewritten update (a new body on the same story) is not a copy.
 
-Storage (about 950 bytes per entry at 110 shingles, 200,000 entries; no Python object per entry)
-    * shingles and folded titles of all entries back to back in two growing arrays (uint32,
-      UTF-8), compacted in place; per entry only numbers in parallel arrays indexed by slot (key,
-      value, timestamp, flags, offsets); a key -> slot hash table of int32 cells;
-    * both band tables in one structure (`_BandTables`): a sorted array of 8-byte words that
-      pack a 64-bit band hash and its slot (the hash's top bits are implied by a bucket
-      directory), with LSM-style runs and a dict for recent inserts. Candidates are exactly the
-      slots sharing a 64-bit band hash in the same table, as with separate sorted tables;
-    * the eviction order as a sorted array of slots plus a small heap of recent ones.
+Storage (no Python object per entry)
+    * per entry only numbers in parallel arrays indexed by slot: key and value (int32 while they
+      fit, else that array turns int64), timestamp (float64), flags; a key -> slot hash table of
+      int32 cells; the eviction order as a sorted int32 array of slots plus a small heap;
+    * shingles and folded titles back to back in two growing arrays (uint32, UTF-8), compacted in
+      place, for the resident entries: all of them, unless the index has a ``load`` (the caller's
+      store of fingerprints). Then `NearDuplicateIndex.persisted` says that every entry added so
+      far can be fetched through ``load`` and drops their shingles and titles; `find` fetches
+      those of its persisted candidates with one ``load`` call (all keys at once) and keeps the
+      last ``cache_size`` fetched in an LRU cache (the same originals are candidates again and
+      again). A key ``load`` does not return is not a match;
+    * both band tables in one structure (`_BandTables`): 4-byte words that pack a slot and the
+      low bits of a 34-bit band key, sorted, whose other bits are implied by a bucket directory;
+      LSM-style runs of 8-byte words and a dict for recent inserts.
     A removed entry keeps its slot until the next rebuild, which drops it, renumbers the live
     slots in order (rankings by slot do not change) and comes after a quarter of the live count
-    in adds (amortised O(1) per add). The floor of this exact design: 4 bytes a shingle and about
-    8 bytes a band pair (42 pairs an entry).
+    in adds (amortised O(1) per add).
+
+    Measured at 200,000 entries (farm texts, about 108 shingles each, ``load`` and `persisted`
+    as the bot uses them, tracemalloc): 252 bytes per entry, of which about 180 are the 42 band
+    pairs (4-byte words, 8 in runs) and 22 the directory; 933 with the former design (8-byte
+    band words, all shingles in memory). The process's RSS grew by 285 to 330 bytes per entry
+    (by 990 to 1,080 before), the rest being the allocator's.
+
+    Band keys and the one way answers can differ from whole 64-bit band hashes: a band key keeps
+    34 bits of the band hash, so candidates are the slots sharing a 64-bit band hash (as before)
+    plus random collisions on the other 30 bits: with N pairs per table (4.2 million at 200,000
+    entries) a find's 2 x 21 keys meet 2 * 21 * N / 2**34 of them, about 0.010 per find. Each
+    costs one exact confirmation (with ``load``, maybe a fetch), which rejects it unless the pair
+    truly is a near-duplicate or containment that the 64-bit bands missed (the 1% of pairs at
+    the threshold that banding misses, or a copy of a middle paragraph): then the index reports
+    that genuine match where whole hashes would have reported none or a weaker one. It never
+    reports a pair that fails confirmation. On a replay of 290,000 finds and 264,000 adds
+    (max_entries 200,000, farm texts with syndicated, truncated, extended, edited and short
+    copies) every answer was identical.
 
 Bounds: at most ``max_entries`` fingerprints (oldest timestamp evicted first), each shingle set at
 most `MAX_SHINGLES` values; `NearDuplicateIndex.evict_older_than` applies the retention window.
@@ -79,6 +101,8 @@ import re
 import struct
 import unicodedata
 import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,6 +111,7 @@ import numpy as np
 __all__ = [
     "DuplicateMatch",
     "Fingerprint",
+    "Loader",
     "NearDuplicateIndex",
     "fingerprint",
     "fingerprint_from_bytes",
@@ -388,16 +413,14 @@ def fingerprint_from_bytes(data: bytes) -> Fingerprint:
     except UnicodeDecodeError as exc:
         raise ValueError("fingerprint title is not UTF-8") from exc
     pos += title_len
-    signature = np.frombuffer(view, dtype="<u4", count=NUM_PERM, offset=pos).astype(_U32)
-    pos += sig_bytes
-    lead_signature = np.frombuffer(view, dtype="<u4", count=NUM_PERM, offset=pos).astype(_U32)
-    pos += sig_bytes
-    (count,) = _COUNT.unpack_from(view, pos)
-    pos += _COUNT.size
-    if count > MAX_SHINGLES or len(view) != pos + 4 * count:
+    (count,) = _COUNT.unpack_from(view, pos + 2 * sig_bytes)
+    if count > MAX_SHINGLES or len(view) != pos + 2 * sig_bytes + _COUNT.size + 4 * count:
         raise ValueError("fingerprint shingle set has the wrong size")
-    shingles = np.frombuffer(view, dtype="<u4", count=count, offset=pos).astype(_U32)
-    if count == 0 or np.any(shingles[1:] <= shingles[:-1]):
+    # one copy of all numbers (native, aligned), cut into the three arrays
+    numbers = np.frombuffer(data, dtype="<u4", count=2 * NUM_PERM + 1 + count, offset=pos).astype(_U32)
+    signature, lead_signature = numbers[:NUM_PERM], numbers[NUM_PERM : 2 * NUM_PERM]
+    shingles = numbers[2 * NUM_PERM + 1 :]
+    if count == 0 or not (shingles[1:] > shingles[:-1]).all():
         raise ValueError("fingerprint shingle set is not sorted and distinct")
     return Fingerprint(
         signature=_frozen(signature),
@@ -414,6 +437,9 @@ def fingerprint_from_bytes(data: bytes) -> Fingerprint:
 
 _STEP = 1 << 16  # elements per step of the in-place rebuilds: bounds their temporary memory
 _I64 = np.int64
+_KEY_BITS = 34  # bits of a 64-bit band hash a band key keeps (its top bits); the family bit comes on top
+_MAX_SLOT_BITS = 64 - _KEY_BITS - 2  # a run word packs a band key (+1 for a bound) and a slot in 64 bits
+_BLOCK = 6  # the bucket directory: one absolute start per 2**_BLOCK buckets, 16-bit offsets within
 
 
 def _resize(owner: object, name: str, size: int) -> None:
@@ -436,36 +462,36 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - (ends - lengths), lengths) + np.arange(total)
 
 
-def _renumbered(hashes: np.ndarray, tags: np.ndarray, new_slot: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs (hashes, uint64 tags) with slot s renumbered to ``new_slot[s]``, dropped where -1."""
-    if new_slot is None:
-        return hashes, tags
-    renumbered = new_slot[(tags >> _U64(1)).astype(np.intp)]
-    keep = renumbered >= 0
-    return hashes[keep], (renumbered[keep].astype(_U64) << _U64(1)) | (tags[keep] & _U64(1))
-
-
 class _BandTables:
     """Both banded LSH tables (family 0: full signatures, 1: lead signatures) as one multimap from
-    64-bit band hash to tagged slot ``slot << 1 | family``, in three tiers from old to new pairs:
+    band key to slot. A band key is ``family << 34 | (band hash >> 30)``: the family and the top
+    `_KEY_BITS` bits of the 64-bit band hash. Three tiers, from old to new pairs:
 
-    * the main table: one sorted uint64 array of words ``(hash << D) | tag`` (mod 2**64), tags
-      being below ``2**D``. A word leaves out its hash's top D bits: they are its bucket, known
-      from its position (bucket b starts at ``_dir[b]``). With about one bucket per tag a pair
-      costs 8 bytes plus ``4 / bands`` for the directory, and lookups still compare all 64 bits
-      and the family. `rebuild` redoes it in place, dropping removed slots, taking in the runs;
-    * runs: sorted (hash, tag) arrays of the pairs inserted since, merged with one another
-      LSM-style so that there are few of them (a lookup costs a binary search per run);
-    * a dict per family of the newest pairs.
+    * the main table: one uint32 array of words ``(key mod 2**R) << S | slot``, S the slot bits
+      and R = 32 - S, sorted by (key, slot). The key's other bits are its bucket, known from the
+      word's position: the bucket directory gives where each bucket starts (an absolute uint32
+      per block of 64 buckets and a 16-bit offset per bucket; 32-bit offsets in the unlikely case
+      that a block holds 2**16 pairs or more). There are 2**(S + 3) buckets, 2**(S + 2) per
+      family, so R + bucket bits = `_KEY_BITS` + 1 whatever S is. At S = 18 (200,000 entries)
+      a pair costs 4 bytes plus 2 * 8 / 42 for the directory. `rebuild` redoes it in place,
+      dropping removed slots and taking in the runs;
+    * runs: sorted uint64 arrays of words ``key << S | slot`` inserted since, merged with one
+      another LSM-style so that there are few of them (a lookup costs two binary searches per run);
+    * a dict of the newest pairs (key -> slot or list of slots).
 
-    Every tier keeps its pairs in (hash, tag) order, and a newer tier holds larger slots.
-    Removed slots stay until `rebuild`; the index filters them out of query results meanwhile.
+    A newer tier holds larger slots. Removed slots stay until `rebuild`; the index filters them
+    out of query results meanwhile.
+
+    Candidates are the slots sharing a band key, a superset of those sharing the 64-bit band
+    hash in the same family (the set the index used when it kept whole hashes). The extra ones are
+    random collisions on 34 bits: with N pairs per family in the table, a lookup of 2 x 21 band
+    keys meets about 42 * N / 2**34 of them, 0.010 per find at 200,000 entries (N = 4.2 million).
     """
 
-    _PENDING = 8192  # pairs in the dicts before they become a run
+    _PENDING = 8192  # pairs in the dict before they become a run
     _RUN_RATIO = 4  # the newest two runs merge while the older is at most this times the newer
     _MAX_RUN = 1 << 19  # and the merged run is at most this long (merging copies it);
-    _MAX_RUNS = 4  # more runs than this, or more pairs than a third of the main table: fold
+    _MAX_RUNS = 4  # more runs than this, or more pairs than an eighth of the main table: fold
 
     def __init__(self, full: tuple[int, int], lead: tuple[int, int], slot_bits: int) -> None:
         self._shape = (full, lead)  # (bands, rows) per family
@@ -479,105 +505,109 @@ class _BandTables:
             tiles = [np.tile(m, (bands, 1)) for m, (bands, _) in zip(self._mult, self._shape, strict=True)]
             self._row_mult = np.concatenate(tiles)
             self._band_salt = np.concatenate(self._salt)
-        self._family = np.repeat(np.array([0, 1], dtype=_U64), [full[0], lead[0]])  # of each band hash
-        self._bits = slot_bits + 1  # D: bits of a tag
-        self._words = np.empty(0, dtype=_U64)
-        self._dir = np.zeros((1 << self._bits) + 1, dtype=np.uint32)
-        self._edges = self._edge_view()
+        # the family bit of each band key
+        self._family = np.repeat(np.array([0, 1 << _KEY_BITS], dtype=_U64), [full[0], lead[0]])
+        self._words = np.empty(0, dtype=np.uint32)
+        self._set_bits(slot_bits)
+        nb = 1 << (slot_bits + 3)
+        self._base = np.zeros((nb >> _BLOCK) + 1, dtype=np.uint32)
+        self._off = np.zeros(nb + 1, dtype=np.uint16)
         self._window = np.arange(64)  # bucket positions, for lookups
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (hashes, tags), old first
-        self._buffers: tuple[dict[int, int | list[int]], ...] = ({}, {})  # the newest pairs, per family
-        self._pending_h: list[int] = []  # the same pairs in insertion order, for the next run
-        self._pending_t: list[int] = []
+        self._runs: list[np.ndarray] = []  # run words, old first
+        self._buffer: dict[int, int | list[int]] = {}  # the newest pairs
+        self._pending: list[int] = []  # the same pairs as run words, for the next run
 
-    def band_hashes(self, signature: np.ndarray, lead_signature: np.ndarray) -> np.ndarray:
-        """The band hashes of both signatures, full then lead: a random linear map of each band's
-        values mod 2**64 (distinct bands collide with probability about 2**-33; lookups compare
-        all 64 bits)."""
+    def _set_bits(self, slot_bits: int) -> None:
+        if slot_bits > _MAX_SLOT_BITS:
+            raise ValueError("too many slots for the band tables")
+        self._bits = slot_bits
+        residual = 32 - slot_bits
+        # slot bits, residual key bits, slot mask, residual mask (numpy scalars for array arithmetic)
+        self._s, self._r = _U64(slot_bits), _U64(residual)
+        self._slot_mask = _U64((1 << slot_bits) - 1)
+        self._res_mask = _U64((1 << residual) - 1)
+
+    def band_keys(self, signature: np.ndarray, lead_signature: np.ndarray) -> np.ndarray:
+        """The band keys of both signatures, full then lead (uint64). A band hash is a random
+        linear map of the band's values mod 2**64 (distinct bands collide with probability about
+        2**-33 on all 64 bits); its key keeps the top 34 bits and the family."""
         (full_bands, rows), (lead_bands, lead_rows) = self._shape
         if rows == lead_rows:  # one product for both (the sum of products wraps mod 2**64 like @)
             values = np.concatenate((signature[: full_bands * rows], lead_signature[: lead_bands * rows]))
             products = np.multiply(values.reshape(-1, rows), self._row_mult, dtype=_U64)
-            return products.sum(axis=1, dtype=_U64) + self._band_salt
-        parts = []
-        for family, sig in enumerate((signature, lead_signature)):
-            bands, rows = self._shape[family]
-            values = sig[: bands * rows].astype(_U64).reshape(bands, rows)
-            parts.append(values @ self._mult[family] + self._salt[family])
-        return np.concatenate(parts)
+            hashes = products.sum(axis=1, dtype=_U64) + self._band_salt
+        else:
+            parts = []
+            for family, sig in enumerate((signature, lead_signature)):
+                bands, rows = self._shape[family]
+                values = sig[: bands * rows].astype(_U64).reshape(bands, rows)
+                parts.append(values @ self._mult[family] + self._salt[family])
+            hashes = np.concatenate(parts)
+        return (hashes >> _U64(64 - _KEY_BITS)) | self._family
 
-    def insert(self, slot: int, hashes: np.ndarray) -> None:
-        full_bands = self._shape[0][0]
-        listed = hashes.tolist()
-        tags = [slot << 1] * full_bands + [slot << 1 | 1] * (len(listed) - full_bands)
-        self._pending_h.extend(listed)
-        self._pending_t.extend(tags)
-        for family, part in ((0, listed[:full_bands]), (1, listed[full_bands:])):
-            buffer = self._buffers[family]
-            for h in part:
-                bucket = buffer.get(h)
-                if bucket is None:
-                    buffer[h] = slot
-                elif isinstance(bucket, list):
-                    bucket.append(slot)
-                else:
-                    buffer[h] = [bucket, slot]
-        if len(self._pending_h) >= self._PENDING:
+    def insert(self, slot: int, keys: np.ndarray) -> None:
+        listed = keys.tolist()
+        self._pending.extend(((keys << self._s) | _U64(slot)).tolist())
+        buffer = self._buffer
+        for key in listed:
+            bucket = buffer.get(key)
+            if bucket is None:
+                buffer[key] = slot
+            elif isinstance(bucket, list):
+                bucket.append(slot)
+            else:
+                buffer[key] = [bucket, slot]
+        if len(self._pending) >= self._PENDING:
             self._flush()
             runs = self._runs
             while (
                 len(runs) >= 2
-                and len(runs[-2][0]) <= self._RUN_RATIO * len(runs[-1][0])
-                and len(runs[-2][0]) + len(runs[-1][0]) <= self._MAX_RUN
+                and len(runs[-2]) <= self._RUN_RATIO * len(runs[-1])
+                and len(runs[-2]) + len(runs[-1]) <= self._MAX_RUN
             ):
-                (old_h, old_t), (new_h, new_t) = runs[-2], runs[-1]
-                at = np.searchsorted(old_h, new_h, side="right")  # equal hashes: older slots first
-                runs[-2:] = [(np.insert(old_h, at, new_h), np.insert(old_t, at, new_t))]
-            if len(runs) > self._MAX_RUNS or sum(len(h) for h, _ in runs) > max(_STEP, len(self._words) // 3):
-                # runs cost 12 bytes a pair: fold them into the main table (the index's rebuilds,
-                # every quarter of its size in adds, usually come first)
-                self.rebuild(None, self._bits - 1)
+                old, new = runs[-2], runs[-1]
+                runs[-2:] = [np.insert(old, np.searchsorted(old, new), new)]
+            if len(runs) > self._MAX_RUNS or sum(len(run) for run in runs) > max(_STEP, len(self._words) // 8):
+                # runs cost 8 bytes a pair, the main table 4: fold them in (about once between two
+                # of the index's rebuilds, which come every quarter of its size in adds)
+                self.rebuild(None, self._bits)
 
-    def query(self, hashes: np.ndarray) -> list[np.ndarray]:
-        """Slots with a band hash equal to one of ``hashes`` (from `band_hashes`) in the same family
-        (uint64 arrays; repeats and removed slots too)."""
+    def query(self, keys: np.ndarray) -> list[np.ndarray]:
+        """Slots with a band key equal to one of ``keys`` (from `band_keys`); repeats and removed
+        slots too."""
         found: list[np.ndarray] = []
+        s = self._s
         if len(self._words):
-            shift, bits, check, tag_mask = self._constants
-            edges = self._edges[(hashes >> shift).astype(np.intp)].astype(np.intp)
-            lo = edges[:, 0]
-            lengths = edges[:, 1] - lo
+            bucket = (keys >> self._r).astype(np.intp)
+            base, off = self._base, self._off
+            lo = base[bucket >> _BLOCK].astype(np.intp) + off[bucket]
+            bucket += 1
+            lengths = base[bucket >> _BLOCK].astype(np.intp) + off[bucket] - lo
             width = int(lengths.max())
-            wanted = (hashes << bits) | self._family
+            wanted = (keys & self._res_mask).astype(np.uint32)
             if width <= len(self._window):  # the usual case: small buckets, read as a matrix
                 window = self._window[:width]
                 words = self._words.take(lo[:, None] + window, mode="clip")
-                # the same residual hash bits and family bit (any slot bits), within the bucket
-                same = ((words ^ wanted[:, None]) & check == 0) & (window < lengths[:, None])
+                same = ((words >> np.uint32(self._bits)) == wanted[:, None]) & (window < lengths[:, None])
             else:  # a crowded bucket (many texts sharing a band): read only what is there
                 words = self._words[_ranges(lo, lengths)]
-                same = (words ^ np.repeat(wanted, lengths)) & check == 0
-            found.append((words[same] & tag_mask) >> _U64(1))
-        listed = hashes.tolist()
-        full_bands = self._shape[0][0]
+                same = (words >> np.uint32(self._bits)) == np.repeat(wanted, lengths)
+            found.append(words[same] & np.uint32(self._slot_mask))
+        if self._runs:
+            low, high = keys << s, (keys + _U64(1)) << s
+            for run in self._runs:
+                lo = np.searchsorted(run, low)
+                hi = np.searchsorted(run, high)
+                if (hi > lo).any():
+                    found.append(run[_ranges(lo, hi - lo)] & self._slot_mask)
+        buffer = self._buffer
         hits: list[int] = []
-        for run_h, run_t in self._runs:
-            lo = np.searchsorted(run_h, hashes)
-            hit = np.flatnonzero(run_h[np.minimum(lo, len(run_h) - 1)] == hashes)
-            for i in hit.tolist():  # few: walk each range of equal hashes
-                h, at, family = listed[i], int(lo[i]), int(i >= full_bands)
-                while at < len(run_h) and run_h[at] == h:
-                    tag = int(run_t[at])
-                    if tag & 1 == family:
-                        hits.append(tag >> 1)
-                    at += 1
-        for buffer, part in ((self._buffers[0], listed[:full_bands]), (self._buffers[1], listed[full_bands:])):
-            for h in buffer.keys() & part:
-                bucket_slots = buffer[h]
-                if isinstance(bucket_slots, list):
-                    hits.extend(bucket_slots)
-                else:
-                    hits.append(bucket_slots)
+        for key in buffer.keys() & keys.tolist():
+            bucket_slots = buffer[key]
+            if isinstance(bucket_slots, list):
+                hits.extend(bucket_slots)
+            else:
+                hits.append(bucket_slots)
         if hits:
             found.append(np.array(hits, dtype=_U64))
         return found
@@ -586,81 +616,91 @@ class _BandTables:
         """Fold all pairs into the main table for slots below ``2**slot_bits``, renumbering slot s
         to ``new_slot[s]`` (order-preserving) and dropping it where that is -1 (None: keep all).
 
-        In place and in steps: the merged table is written backwards from the end of the grown
-        array (never over words not yet read), then moved to the front.
+        In place and in steps over ranges of keys: the merged table is written backwards from the
+        end of the grown array (never over words not yet read), then moved to the front.
         """
         self._flush()
-        bits = slot_bits + 1
         runs, self._runs = self._runs, []
-        old_bits, old_dir = self._bits, self._dir
-        size = len(self._words) + sum(len(h) for h, _ in runs)
+        old_bits, old_r = self._bits, int(self._r)
+        old_base, old_off = self._base, self._off
+        self._set_bits(slot_bits)
+        new_r = int(self._r)
+        size = len(self._words) + sum(len(run) for run in runs)
         _resize(self, "_words", size)
-        step_bits = min(old_bits, bits, (size // _STEP).bit_length())
+        key_bits = _KEY_BITS + 1
+        old_buckets, new_buckets = key_bits - old_r, key_bits - new_r  # bucket bits, old and new
+        step_bits = min(old_buckets, new_buckets - _BLOCK, (size // _STEP).bit_length())
         steps = 1 << step_bits
-        bounds = np.arange(1, steps, dtype=_U64) << _U64(64 - step_bits) if step_bits else np.empty(0, _U64)
-        cuts = [np.concatenate(([0], np.searchsorted(h, bounds), [len(h)])).tolist() for h, _ in runs]
-        counts = np.zeros(1 << bits, dtype=_I64)
-        per_old, per_new = 1 << (old_bits - step_bits), 1 << (bits - step_bits)
+        inner = np.arange(1, steps, dtype=_U64) << _U64(key_bits - step_bits + old_bits)
+        cuts = [np.concatenate(([0], np.searchsorted(run, inner), [len(run)])).tolist() for run in runs]
+        per_old, per_new = 1 << (old_buckets - step_bits), 1 << (new_buckets - step_bits)
+        nb = 1 << new_buckets
+        base = np.zeros((nb >> _BLOCK) + 1, dtype=_I64)  # block starts, in the grown array first
+        off = np.zeros(nb + 1, dtype=np.uint16)
+        old_starts = _StartsOf(old_base, old_off)
+        old_shift, new_s = _U64(old_bits), _U64(slot_bits)
         end = size
         for c in range(steps - 1, -1, -1):
-            spans = [(cut[c], cut[c + 1]) for cut in cuts]
-            parts = [(run_h[a:b], run_t[a:b]) for (run_h, run_t), (a, b) in zip(runs, spans, strict=True)]
-            h, t = self._main_pairs(old_dir, old_bits, c * per_old, (c + 1) * per_old)
-            parts = [part for part in parts if len(part[0])]
-            if parts:
-                # equal hashes stay in slot order: older tiers first, stable sorts
-                more_h, more_t = parts[0][0], parts[0][1].astype(_U64)
-                if len(parts) > 1:
-                    more_h = np.concatenate([part_h for part_h, _ in parts])
-                    more_t = np.concatenate([part_t for _, part_t in parts]).astype(_U64)
-                    order = np.argsort(more_h, kind="stable")
-                    more_h, more_t = more_h[order], more_t[order]
-                at = np.searchsorted(h, more_h, side="right")
-                h, t = np.insert(h, at, more_h), np.insert(t, at, more_t)
-            h, t = _renumbered(h, t, new_slot)
-            if len(h):
-                self._words[end - len(h) : end] = (h << _U64(bits)) | t
-                end -= len(h)
-                local = (h >> _U64(64 - bits)).astype(np.intp) - c * per_new
-                counts[c * per_new : (c + 1) * per_new] += np.bincount(local, minlength=per_new)
+            # this step's pairs as words key << old_bits | slot, in (key, slot) order
+            first, stop = c * per_old, (c + 1) * per_old
+            starts = old_starts(np.arange(first, stop + 1))
+            words = self._words[int(starts[0]) : int(starts[-1])]
+            bucket = np.repeat(np.arange(first, stop, dtype=_U64), np.diff(starts))
+            merged = (((bucket << _U64(old_r)) | (words >> np.uint32(old_bits)).astype(_U64)) << old_shift) | (
+                words & np.uint32((1 << old_bits) - 1)
+            )
+            del words  # a view: it would stop the in-place resizes
+            parts = [run[cut[c] : cut[c + 1]] for run, cut in zip(runs, cuts, strict=True)]
+            parts = [part for part in parts if len(part)]
+            if parts:  # (pairs in runs have larger slots than equal keys in the main table)
+                more = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+                merged = np.insert(merged, np.searchsorted(merged, more), more)
+            keys, slots = merged >> old_shift, merged & _U64((1 << old_bits) - 1)
+            del merged
+            if new_slot is not None:
+                renumbered = new_slot[slots.astype(np.intp)]
+                keep = renumbered >= 0
+                keys, slots = keys[keep], renumbered[keep].astype(_U64)
+            n = len(keys)
+            self._words[end - n : end] = (((keys & self._res_mask) << new_s) | slots).astype(np.uint32)
+            end -= n
+            # the directory of this step's buckets (positions in the grown array)
+            counts = np.bincount((keys >> _U64(new_r)).astype(np.intp) - c * per_new, minlength=per_new)
+            within = np.zeros(per_new + 1, dtype=_I64)
+            np.cumsum(counts, out=within[1:])
+            blocks = within[: per_new : 1 << _BLOCK]
+            base[(c * per_new) >> _BLOCK : ((c + 1) * per_new) >> _BLOCK] = end + blocks
+            local = within[:per_new] - np.repeat(blocks, 1 << _BLOCK)
+            if off.dtype == np.uint16 and len(local) and int(local.max()) > 0xFFFF:
+                off = off.astype(np.uint32)
+            off[c * per_new : (c + 1) * per_new] = local
         total = size - end
         for a in range(0, total, _STEP):
             b = min(total, a + _STEP)
             self._words[a:b] = self._words[end + a : end + b]
         _resize(self, "_words", total)
-        directory = np.zeros((1 << bits) + 1, dtype=np.uint32 if total < 2**32 else _I64)
-        np.cumsum(counts, out=directory[1:])
-        self._dir, self._bits = directory, bits
-        self._edges = self._edge_view()
-
-    def _edge_view(self) -> np.ndarray:
-        """``_dir`` as rows (start, end) of each bucket, without a copy (and the lookup constants)."""
-        bits = self._bits
-        # bucket shift, word shift, bits a match must agree on (hash and family), tag bits
-        self._constants = (_U64(64 - bits), _U64(bits), ~_U64((1 << bits) - 2), _U64((1 << bits) - 1))
-        step = self._dir.strides[0]
-        return np.lib.stride_tricks.as_strided(self._dir, (len(self._dir) - 1, 2), (step, step), writeable=False)
-
-    def _main_pairs(self, directory: np.ndarray, bits: int, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """(hashes, tags) of the main-table pairs in buckets [first, stop)."""
-        lo, hi = int(directory[first]), int(directory[stop])
-        words = self._words[lo:hi]
-        bucket = np.repeat(np.arange(first, stop, dtype=_U64), np.diff(directory[first : stop + 1]).astype(np.intp))
-        hashes = (bucket << _U64(64 - bits)) | (words >> _U64(bits))
-        return hashes, words & ((_U64(1) << _U64(bits)) - _U64(1))
+        base -= end
+        base[-1] = total
+        self._base = base.astype(np.uint32 if total < 2**32 else _I64)
+        self._off = off
 
     def _flush(self) -> None:
-        """Turn the dicts' pairs into the newest run."""
-        if not self._pending_h:
+        """Turn the dict's pairs into the newest run."""
+        if not self._pending:
             return
-        hashes = np.array(self._pending_h, dtype=_U64)
-        tags = np.array(self._pending_t, dtype=np.uint32)
-        order = np.argsort(hashes, kind="stable")  # tags were appended in increasing order
-        self._runs.append((hashes[order], tags[order]))
-        for buffer in self._buffers:
-            buffer.clear()
-        self._pending_h.clear()
-        self._pending_t.clear()
+        self._runs.append(np.sort(np.array(self._pending, dtype=_U64)))
+        self._buffer.clear()
+        self._pending.clear()
+
+
+class _StartsOf:
+    """Where buckets start in the main table, from a directory (block starts, offsets)."""
+
+    def __init__(self, base: np.ndarray, off: np.ndarray) -> None:
+        self.base, self.off = base, off
+
+    def __call__(self, buckets: np.ndarray) -> np.ndarray:
+        return self.base[buckets >> _BLOCK].astype(np.intp) + self.off[buckets]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,6 +757,36 @@ _EMPTY, _DELETED = -1, -2  # key table cells
 _FEW_HITS = 256  # query results up to this long are deduplicated with a set,
 _FEW_CANDIDATES = 6  # and up to this many distinct slots judged one at a time (less numpy overhead)
 _BITMAP = np.uint32(0xFFFF)  # low bits of a shingle for the membership pre-test in `find`
+_ARENA = (1 << 16, 1 << 14)  # initial (and, after `persisted`, kept) sizes of the shingle and title arenas
+_MAX_ENTRIES = 100_000_000  # slots must fit the band tables' words (`_MAX_SLOT_BITS`)
+
+Loader = Callable[[Sequence[int]], Mapping[int, Fingerprint | bytes]]
+"""Fetches persisted entries: keys -> their fingerprints, as `Fingerprint` or as the bytes of
+`fingerprint_to_bytes` (cheaper: the index reads only the shingles and the title from them).
+Keys it cannot find are absent."""
+
+
+_PREFIX = _HEADER.pack(_MAGIC, _FORMAT_VERSION, SHINGLE_SIZE, NUM_PERM, LEAD_SHINGLES, SEED, 0, 0)[:14]
+_TITLE_LEN = struct.Struct("<I")  # at offset 18 of the header
+
+
+def _confirmation_data(got: object) -> tuple[bytes, str] | None:
+    """(little-endian uint32 shingles, folded title) of a loaded fingerprint; None if malformed."""
+    if isinstance(got, Fingerprint):
+        return got.shingles.astype("<u4").tobytes(), got.title_key
+    try:
+        data = bytes(got)  # type: ignore[call-overload]
+        if data[:14] != _PREFIX:  # magic, format version, parameters
+            return None
+        (title_len,) = _TITLE_LEN.unpack_from(data, 18)
+        at = _HEADER.size + title_len + 8 * NUM_PERM
+        (count,) = _COUNT.unpack_from(data, at)
+        at += _COUNT.size
+        if not 0 < count <= MAX_SHINGLES or len(data) != at + 4 * count:
+            return None
+        return data[at:], data[_HEADER.size : _HEADER.size + title_len].decode()
+    except (TypeError, ValueError, struct.error):  # (UnicodeDecodeError is a ValueError)
+        return None
 
 
 def _slot_bits(capacity: int) -> int:
@@ -730,6 +800,13 @@ def _int64(name: str, value: object) -> int:
     return number
 
 
+def _widened(array: np.ndarray, number: int) -> np.ndarray:
+    """``array`` (int32 or int64) as int64 if ``number`` does not fit its type, else itself."""
+    if array.dtype == np.int32 and not -(2**31) <= number < 2**31:
+        return array.astype(_I64)
+    return array
+
+
 class NearDuplicateIndex:
     """Near-duplicate and containment lookup over recent fingerprints (see the module docstring).
 
@@ -738,6 +815,12 @@ class NearDuplicateIndex:
     or above which the shorter one is a contained copy (summary, first paragraph).
     ``max_entries``: at most this many fingerprints; the oldest timestamps are evicted first.
     Keys and values are 64-bit signed integers.
+
+    ``load``: where the fingerprints of persisted entries can be fetched (the caller's store).
+    With it, `persisted` drops the shingles and titles of every entry added so far from memory and
+    `find` fetches those of its candidates through ``load`` (one call per find, all keys at once),
+    keeping the last ``cache_size`` fetched in memory. A key ``load`` does not return is not a
+    match. Without it (the default) everything stays in memory and `persisted` does nothing.
     """
 
     def __init__(
@@ -746,16 +829,24 @@ class NearDuplicateIndex:
         threshold: float = 0.6,
         containment_threshold: float = 0.8,
         max_entries: int = 200_000,
+        load: Loader | None = None,
+        cache_size: int = 2048,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         if not 0.0 < containment_threshold <= 1.0:
             raise ValueError(f"containment_threshold must be in (0, 1], got {containment_threshold}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        if not 1 <= max_entries <= _MAX_ENTRIES:
+            raise ValueError(f"max_entries must be in [1, {_MAX_ENTRIES}], got {max_entries}")
+        if cache_size < 0:
+            raise ValueError(f"cache_size must not be negative, got {cache_size}")
         self.threshold = threshold
         self.containment_threshold = containment_threshold
         self.max_entries = max_entries
+        self.cache_size = cache_size
+        self._load = load
+        # confirmation data of persisted entries fetched lately: key -> (shingles, title_key)
+        self._cache: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
         self._least = min(threshold, containment_threshold) * (1.0 - 1e-9)
         # Entries live in slots numbered in insertion order; a removed entry's slot stays until
         # the next `_rebuild`, which renumbers the live ones 0.. in the same order.
@@ -764,22 +855,26 @@ class NearDuplicateIndex:
         self._next_slot = 0
         self._live = 0
         self._tables = _BandTables(_banding(threshold), _banding(LEAD_LSH_THRESHOLD), _slot_bits(cap))
-        self._keys = np.zeros(cap, dtype=_I64)
-        self._values = np.zeros(cap, dtype=_I64)
+        # keys and values as int32 until one needs 64 bits (then that array becomes int64)
+        self._keys = np.zeros(cap, dtype=np.int32)
+        self._values = np.zeros(cap, dtype=np.int32)
         self._ts = np.zeros(cap, dtype=np.float64)
         self._flags = np.zeros(cap, dtype=np.uint8)
-        # shingles and UTF-8 folded titles of all slots back to back, in slot order:
-        # slot s has _shingles[_sh_off[s]:_sh_off[s + 1]] and _titles[_ti_off[s]:_ti_off[s + 1]]
-        self._shingles = np.empty(1 << 16, dtype=np.uint32)
-        self._titles = np.empty(1 << 14, dtype=np.uint8)
+        # Slots from `_res0` on are resident: their shingles and UTF-8 folded titles are here, back
+        # to back in slot order: slot s has _shingles[_sh_off[i]:_sh_off[i + 1]] and
+        # _titles[_ti_off[i]:_ti_off[i + 1]], i = s - _res0. Slots below `_res0` are persisted
+        # (`persisted`; never without ``load``): their data comes from ``load``.
+        self._res0 = 0
+        self._shingles = np.empty(_ARENA[0], dtype=np.uint32)
+        self._titles = np.empty(_ARENA[1], dtype=np.uint8)
         self._sh_off = np.zeros(cap + 1, dtype=_I64)
         self._ti_off = np.zeros(cap + 1, dtype=_I64)
-        self._sh_end = self._ti_end = 0  # = _sh_off[_next_slot], _ti_off[_next_slot]
+        self._sh_end = self._ti_end = 0  # = _sh_off[_next_slot - _res0], _ti_off[...]
         # key -> slot: open addressing over the keys array (linear probing, cells hold slots)
         self._cells = np.full(2 * cap, _EMPTY, dtype=np.int32)
         self._cell_shift = 64 - (len(self._cells) - 1).bit_length()
         # eviction order: (timestamp, slot) ascending = sorted array from `_head` + a small heap
-        self._order = np.empty(0, dtype=_I64)
+        self._order = np.empty(0, dtype=np.int32)
         self._head = 0
         self._recent: list[tuple[float, int]] = []
 
@@ -799,8 +894,10 @@ class NearDuplicateIndex:
         """Index ``fp`` under ``key`` (replacing an earlier fingerprint of that key); ``value`` comes
         back in the `DuplicateMatch` of a copy (the bot keeps the original's story id there)."""
         key, value, timestamp = _int64("key", key), _int64("value", value), float(timestamp)
-        hashes = self._tables.band_hashes(fp.signature, fp.lead_signature)  # (all that can fail, first)
+        band_keys = self._tables.band_keys(fp.signature, fp.lead_signature)  # (all that can fail, first)
         title = np.frombuffer(fp.title_key.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+        self._keys = _widened(self._keys, key)
+        self._values = _widened(self._values, value)
         cell, free = self._probe(key)
         if cell >= 0:
             self._remove_slot(int(self._cells[cell]))
@@ -816,26 +913,47 @@ class NearDuplicateIndex:
         self._values[slot] = value
         self._ts[slot] = timestamp
         self._flags[slot] = _LIVE | (_SHORT if fp.token_count < SHORT_TOKENS else 0)
-        self._sh_off[slot + 1] = self._sh_end = self._append("_shingles", self._sh_end, fp.shingles)
-        self._ti_off[slot + 1] = self._ti_end = self._append("_titles", self._ti_end, title)
+        at = slot - self._res0 + 1
+        self._sh_off[at] = self._sh_end = self._append("_shingles", self._sh_end, fp.shingles)
+        self._ti_off[at] = self._ti_end = self._append("_titles", self._ti_end, title)
         self._cells[free] = slot
         heapq.heappush(self._recent, (timestamp, slot))
         if len(self._recent) > _RECENT:
             self._merge_recent()
-        self._tables.insert(slot, hashes)
+        self._tables.insert(slot, band_keys)
         while self._live > self.max_entries:
             self._pop_oldest()
 
+    def persisted(self) -> None:
+        """Every entry added so far can now be fetched through ``load``: drop their shingles and
+        titles from memory (`find` fetches them when they are candidates). Without ``load``,
+        nothing happens."""
+        if self._load is None or self._res0 == self._next_slot:
+            return
+        self._res0 = self._next_slot
+        self._sh_end = self._ti_end = 0  # (the offsets arrays stay long enough: _res0 only grew)
+        for name, size in zip(("_shingles", "_titles"), _ARENA, strict=True):
+            if len(getattr(self, name)) > size:
+                _resize(self, name, size)
+        size = self._cap - self._res0 + 1  # offsets for the slots still to come
+        if len(self._sh_off) > 2 * size:
+            self._sh_off, self._ti_off = np.zeros(size, dtype=_I64), np.zeros(size, dtype=_I64)
+
     def find(self, fp: Fingerprint, *, exclude: int | None = None) -> DuplicateMatch | None:
         """The best confirmed match for ``fp`` (highest similarity, then oldest), or None."""
-        found = self._tables.query(self._tables.band_hashes(fp.signature, fp.lead_signature))
+        found = self._tables.query(self._tables.band_keys(fp.signature, fp.lead_signature))
         hits = sum(len(part) for part in found)
         if not hits:
             return None
+        res0 = self._res0
+        stored: list[int] = []  # candidate slots whose data comes from `load`
         if hits <= _FEW_HITS:
             distinct: set[int] = set()
             for part in found:
                 distinct.update(part.tolist())
+            if res0:
+                stored = [slot for slot in distinct if slot < res0]
+                distinct.difference_update(stored)
             if len(distinct) <= _FEW_CANDIDATES:
                 candidates = self._few_candidates(fp.shingles, distinct)
             else:
@@ -845,7 +963,14 @@ class NearDuplicateIndex:
             first = np.empty(len(slots), dtype=bool)
             first[0] = True
             np.not_equal(slots[1:], slots[:-1], out=first[1:])
-            candidates = self._many_candidates(fp.shingles, slots[first])
+            slots = slots[first]
+            if res0:
+                cut = int(np.searchsorted(slots, res0))
+                stored, slots = slots[:cut].tolist(), slots[cut:]
+            candidates = self._many_candidates(fp.shingles, slots) if len(slots) else []
+        titles: dict[int, str] = {}  # of the stored candidates
+        if stored:
+            candidates += self._stored_candidates(fp.shingles, stored, exclude, titles)
         best: tuple[float, bool, float, int] | None = None
         best_match: DuplicateMatch | None = None
         size = len(fp.shingles)
@@ -857,7 +982,9 @@ class NearDuplicateIndex:
             verdict = self._verdict(shared, size, length)
             if verdict is None:
                 continue
-            if (short or self._flags[slot] & _SHORT) and not _titles_agree(fp.title_key, self._title(slot)):
+            if (short or self._flags[slot] & _SHORT) and not _titles_agree(
+                fp.title_key, titles[slot] if slot < res0 else self._title(slot)
+            ):
                 continue
             kind, similarity = verdict
             rank = (similarity, kind == "near_duplicate", -float(self._ts[slot]), -slot)
@@ -913,24 +1040,25 @@ class NearDuplicateIndex:
     # margin: `_least`), which rules most out before `_verdict` judges the others exactly.
 
     def _few_candidates(self, query: np.ndarray, slots: set[int]) -> list[tuple[int, int, int]]:
-        """The candidates among a few ``slots``, one at a time (less numpy overhead)."""
+        """The candidates among a few resident ``slots``, one at a time (less numpy overhead)."""
         wanted = set(query.tolist())
-        size, flags, offsets, arena = len(query), self._flags, self._sh_off, self._shingles
+        size, flags, offsets, arena, res0 = len(query), self._flags, self._sh_off, self._shingles, self._res0
         candidates = []
         for slot in slots:
             if flags[slot] & _LIVE:
-                start, end = int(offsets[slot]), int(offsets[slot + 1])
+                start, end = int(offsets[slot - res0]), int(offsets[slot - res0 + 1])
                 shared = len(wanted.intersection(arena[start:end].tolist()))
                 if shared >= min(end - start, size) * self._least:
                     candidates.append((slot, shared, end - start))
         return candidates
 
     def _many_candidates(self, query: np.ndarray, slots: np.ndarray) -> list[tuple[int, int, int]]:
-        """The candidates among distinct ``slots``, all at once: the shingles of all are checked
-        against a bitmap of the query's low 16 bits, and those that pass looked up exactly."""
+        """The candidates among distinct resident ``slots``, all at once: the shingles of all are
+        checked against a bitmap of the query's low 16 bits, and those that pass looked up exactly."""
         slots = slots[(self._flags[slots] & _LIVE) != 0]
-        starts = self._sh_off[slots]
-        lengths = self._sh_off[slots + 1] - starts
+        at = slots - self._res0
+        starts = self._sh_off[at]
+        lengths = self._sh_off[at + 1] - starts
         ends = np.cumsum(lengths)
         values = self._shingles[_ranges(starts, lengths)]
         bitmap = np.zeros(1 << 16, dtype=np.bool_)
@@ -943,8 +1071,59 @@ class NearDuplicateIndex:
         keep = np.flatnonzero(shared >= np.minimum(lengths, len(query)) * self._least)
         return list(zip(slots[keep].tolist(), shared[keep].tolist(), lengths[keep].tolist(), strict=True))
 
+    def _stored_candidates(
+        self, query: np.ndarray, slots: list[int], exclude: int | None, titles: dict[int, str]
+    ) -> list[tuple[int, int, int]]:
+        """The candidates among persisted ``slots``: their data from the cache, else from one call
+        of ``load`` (which the cache then keeps). Their titles go into ``titles``."""
+        at = np.array(slots, dtype=np.intp)
+        at = at[(self._flags[at] & _LIVE) != 0]
+        wanted = [(slot, key) for slot, key in zip(at.tolist(), self._keys[at].tolist(), strict=True) if key != exclude]
+        if not wanted or self._load is None:
+            return []
+        cache = self._cache
+        data: dict[int, tuple[bytes, str]] = {}
+        missing: list[int] = []
+        for _, key in wanted:
+            entry = cache.get(key)
+            if entry is None:
+                missing.append(key)
+            else:
+                cache.move_to_end(key)
+                data[key] = entry
+        if missing:
+            loaded = self._load(missing)
+            for key in missing:
+                got = loaded.get(key)
+                entry = None if got is None else _confirmation_data(got)
+                if entry is None:
+                    continue  # not in the store (or unreadable): not a match
+                data[key] = entry
+                if self.cache_size:
+                    cache[key] = entry
+                    if len(cache) > self.cache_size:
+                        cache.popitem(last=False)
+        found = [(slot, data[key]) for slot, key in wanted if key in data]
+        if not found:
+            return []
+        parts = [shingles for _, (shingles, _) in found]
+        values = np.frombuffer(b"".join(parts), dtype="<u4")
+        at = np.minimum(np.searchsorted(query, values), len(query) - 1)
+        running = np.zeros(len(values) + 1, dtype=np.intp)
+        np.cumsum(query[at] == values, out=running[1:])
+        lengths = np.fromiter(map(len, parts), dtype=np.intp, count=len(parts)) >> 2
+        ends = np.cumsum(lengths)
+        shared = running[ends] - running[ends - lengths]
+        candidates = []
+        for i in np.flatnonzero(shared >= np.minimum(lengths, len(query)) * self._least).tolist():
+            slot, (_, title) = found[i]
+            candidates.append((slot, int(shared[i]), int(lengths[i])))
+            titles[slot] = title
+        return candidates
+
     def _title(self, slot: int) -> str:
-        data = self._titles[int(self._ti_off[slot]) : int(self._ti_off[slot + 1])]
+        at = slot - self._res0
+        data = self._titles[int(self._ti_off[at]) : int(self._ti_off[at + 1])]
         return data.tobytes().decode("utf-8", "surrogatepass")
 
     def _append(self, name: str, at: int, data: np.ndarray) -> int:
@@ -976,11 +1155,14 @@ class NearDuplicateIndex:
             cell = (cell + 1) & mask
 
     def _remove_slot(self, slot: int) -> None:
-        cell = self._probe(int(self._keys[slot]))[0]
+        key = int(self._keys[slot])
+        cell = self._probe(key)[0]
         assert cell >= 0, "a live slot's key is in the key table"
         self._flags[slot] &= ~np.uint8(_LIVE)
         self._cells[cell] = _DELETED
         self._live -= 1
+        if self._cache:
+            self._cache.pop(key, None)  # (the key may come back with another fingerprint)
 
     def _pop_oldest(self) -> None:
         """Remove the live entry with the smallest (timestamp, slot)."""
@@ -1006,7 +1188,7 @@ class NearDuplicateIndex:
         rest = rest[(self._flags[rest] & _LIVE) != 0]
         recent = sorted(entry for entry in self._recent if self._flags[entry[1]] & _LIVE)
         times = np.array([t for t, _ in recent], dtype=np.float64)
-        slots = np.array([s for _, s in recent], dtype=_I64)
+        slots = np.array([s for _, s in recent], dtype=np.int32)
         at = np.searchsorted(self._ts[rest], times, side="right")
         self._order = np.insert(rest, at, slots)
         self._head = 0
@@ -1024,25 +1206,27 @@ class NearDuplicateIndex:
         # the next rebuild comes after a quarter of the live count in adds: soon enough to bound the
         # removed slots' memory and the band tables' runs, late enough to cost O(1) per add
         cap = count + max(_MIN_HEADROOM, count // 4)
-        bits = _slot_bits(cap)
-        self._tables.rebuild(new_slot, bits)
-        self._sh_off = self._compact("_shingles", self._sh_off, live, cap)
-        self._ti_off = self._compact("_titles", self._ti_off, live, cap)
+        self._tables.rebuild(new_slot, _slot_bits(cap))
+        res0 = self._res0
+        new_res0 = int(live[:res0].sum())
+        self._sh_off = self._compact("_shingles", self._sh_off, live[res0:], cap - new_res0)
+        self._ti_off = self._compact("_titles", self._ti_off, live[res0:], cap - new_res0)
         for name in ("_keys", "_values", "_ts", "_flags"):
             old = getattr(self, name)
             new = np.zeros(cap, dtype=old.dtype)
             new[:count] = old[:used][live]
             setattr(self, name, new)
-        self._order = new_slot[self._order]
-        self._cap, self._next_slot = cap, count
-        self._sh_end, self._ti_end = int(self._sh_off[count]), int(self._ti_off[count])
+        self._order = new_slot[self._order].astype(np.int32)
+        self._cap, self._next_slot, self._res0 = cap, count, new_res0
+        self._sh_end, self._ti_end = int(self._sh_off[count - new_res0]), int(self._ti_off[count - new_res0])
         self._build_key_table()
 
-    def _compact(self, name: str, offsets: np.ndarray, live: np.ndarray, cap: int) -> np.ndarray:
-        """Keep the live slots' data in the arena ``name`` (in place, in steps); their new offsets."""
+    def _compact(self, name: str, offsets: np.ndarray, live: np.ndarray, size: int) -> np.ndarray:
+        """Keep the data of the resident slots marked ``live`` in the arena ``name`` (in place, in
+        steps); their new offsets, in an array for ``size`` resident slots."""
         used = len(live)
         lengths = np.diff(offsets[: used + 1])
-        new = np.zeros(cap + 1, dtype=_I64)
+        new = np.zeros(size + 1, dtype=_I64)
         if live.all():  # nothing to drop (the index is filling up)
             new[: used + 1] = offsets[: used + 1]
             return new
@@ -1065,7 +1249,7 @@ class NearDuplicateIndex:
         size = 1 << (2 * self._cap - 1).bit_length()
         cells = np.full(size, _EMPTY, dtype=np.int32)
         self._cell_shift = 64 - (size - 1).bit_length()
-        keys = self._keys[:count].view(_U64)
+        keys = self._keys[:count].astype(_I64).view(_U64)
         cell = ((keys * _U64(_KEY_MULT)) >> _U64(self._cell_shift)).astype(np.intp)
         waiting = np.arange(count)
         while len(waiting):  # place in rounds: a key takes its cell if it is free and no one before wants it

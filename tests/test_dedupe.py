@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import cProfile
 import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -863,6 +864,151 @@ def test_the_index_works_under_a_profiler(synthetic_fps: list[Fingerprint]) -> N
     assert index.find(synthetic_fps[1999]) is None
 
 
+# --------------------------------------------------------------------------------------------
+# Originals kept in the caller's store (``load`` and ``persisted``)
+# --------------------------------------------------------------------------------------------
+
+
+class Store:
+    """The caller's store of fingerprints, as the bot keeps them (bytes), with a log of fetches.
+    ``load`` hands out decoded fingerprints, or the stored bytes themselves with ``raw``."""
+
+    def __init__(self, *, raw: bool = False) -> None:
+        self.data: dict[int, bytes] = {}
+        self.fetches: list[list[int]] = []
+        self.raw = raw
+
+    def keep(self, key: int, fp: Fingerprint) -> None:
+        self.data[key] = fingerprint_to_bytes(fp)
+
+    def load(self, keys: Sequence[int]) -> dict[int, Fingerprint | bytes]:
+        self.fetches.append(list(keys))
+        found = {key: self.data[key] for key in keys if key in self.data}
+        return dict(found) if self.raw else {key: fingerprint_from_bytes(data) for key, data in found.items()}
+
+
+def stored_index(store: Store, *articles: Article, **kwargs: int) -> NearDuplicateIndex:
+    """An index over ``store`` holding ``articles`` under keys 1, 2, ... , all persisted."""
+    index = NearDuplicateIndex(load=store.load, **kwargs)  # type: ignore[arg-type]
+    for key, article in enumerate(articles, start=1):
+        index.add(key, fp_of(article), 1000.0 + key)
+        store.keep(key, fp_of(article))
+    index.persisted()
+    return index
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["fingerprints", "bytes"])
+def test_a_copy_of_a_persisted_original_is_found_through_the_store(raw: bool) -> None:
+    store = Store(raw=raw)
+    index = stored_index(store, *ORIGINALS)
+    in_memory = index_of(*ORIGINALS)
+    for probe in (with_footer(HK_HOUSING), first_paragraph(QUAKE_ANDES), curly(FLOOD), QUAKE_WIRE,
+                  with_footer(VIDEO_DOG), VIDEO_STORM, FROG):
+        assert index.find(fp_of(probe)) == in_memory.find(fp_of(probe))
+    assert find(index, with_footer(HK_HOUSING)) == DuplicateMatch(1, "near_duplicate", 1.0)
+    assert store.fetches, "persisted originals are fetched, not kept"
+
+
+def test_each_find_fetches_its_candidates_at_most_once_and_all_together() -> None:
+    store = Store()
+    index = stored_index(store, RATES, drop_paragraph(RATES, 2), first_paragraph(RATES), FROG, cache_size=0)
+    assert find(index, RATES) == DuplicateMatch(1, "near_duplicate", 1.0)
+    assert len(store.fetches) == 1 and 1 in store.fetches[0] and 4 not in store.fetches[0]
+    assert find(index, with_footer(FLOOD)) is None
+    assert len(store.fetches) == 1, "a text with no candidates costs no fetch"
+
+
+def test_an_original_the_store_cannot_return_is_not_a_match() -> None:
+    store = Store()
+    index = stored_index(store, RATES, FROG)
+    del store.data[1]
+    assert find(index, RATES) is None
+    assert find(index, FROG) == DuplicateMatch(2, "near_duplicate", 1.0)
+
+
+def test_stored_bytes_that_cannot_be_read_are_not_a_match() -> None:
+    store = Store(raw=True)
+    index = stored_index(store, RATES, FROG)
+    store.data[1] = store.data[1][:-4]  # truncated
+    store.data[2] = b"XXXX" + store.data[2][4:]  # not a fingerprint
+    assert find(index, RATES) is None
+    assert find(index, FROG) is None
+
+
+def test_originals_added_since_the_last_persisted_need_no_fetch() -> None:
+    store = Store()
+    index = stored_index(store, RATES)
+    index.add(2, fp_of(FROG), 2000.0)  # not in the store yet
+    assert find(index, curly(FROG)) == DuplicateMatch(2, "near_duplicate", 1.0)
+    assert store.fetches == []
+
+
+def test_fetched_originals_are_cached_up_to_cache_size() -> None:
+    store = Store()
+    articles = (RATES, FROG, FLOOD, FOOTBALL, BREACH)
+    index = stored_index(store, *articles, cache_size=2)
+    for article in articles:
+        assert find(index, article) is not None
+    assert len(store.fetches) == 5
+    assert find(index, BREACH) is not None and find(index, FOOTBALL) is not None  # the two latest
+    assert len(store.fetches) == 5
+    assert find(index, RATES) is not None  # long gone from the cache
+    assert len(store.fetches) == 6
+
+
+def test_a_key_added_again_after_persisting_is_judged_by_its_new_fingerprint() -> None:
+    store = Store()
+    index = stored_index(store, RATES, FOOTBALL)
+    assert find(index, RATES) == DuplicateMatch(1, "near_duplicate", 1.0)  # now cached
+    index.add(1, fp_of(FROG), 2000.0)
+    store.keep(1, fp_of(FROG))
+    index.persisted()
+    assert find(index, RATES) is None
+    assert find(index, FROG) == DuplicateMatch(1, "near_duplicate", 1.0)
+
+
+def test_persisted_without_a_store_keeps_everything_in_memory() -> None:
+    index = index_of(RATES, FROG)
+    index.persisted()
+    assert find(index, RATES) == DuplicateMatch(1, "near_duplicate", 1.0)
+    assert find(index, with_footer(FROG)) == DuplicateMatch(2, "near_duplicate", 1.0)
+
+
+def test_a_stored_index_answers_like_an_in_memory_one_through_churn(synthetic_fps: list[Fingerprint]) -> None:
+    """Adds, re-adds, evictions and compactions with `persisted` every few adds (as the bot calls
+    it after each write): every answer is the in-memory index's, with ``exclude`` too."""
+    rng = np.random.default_rng(5)
+    store = Store(raw=True)
+    stored = NearDuplicateIndex(max_entries=400, load=store.load, cache_size=64)
+    in_memory = NearDuplicateIndex(max_entries=400)
+    for arrival, fp in enumerate(synthetic_fps):
+        key = arrival if rng.random() < 0.9 else int(rng.integers(0, arrival + 1))
+        ts = float(arrival + rng.integers(0, 50))
+        for index in (stored, in_memory):
+            index.add(key, fp, ts, value=arrival)
+        store.keep(key, fp)
+        if rng.random() < 0.2:
+            stored.persisted()
+        if arrival % 500 == 499:
+            assert stored.evict_older_than(arrival - 300.0) == in_memory.evict_older_than(arrival - 300.0)
+        if arrival % 3 == 0:
+            probe = synthetic_fps[int(rng.integers(0, arrival + 1))]
+            exclude = key if rng.random() < 0.3 else None
+            assert stored.find(probe, exclude=exclude) == in_memory.find(probe, exclude=exclude)
+    assert len(stored) == len(in_memory) > 0
+
+
+def test_keys_and_values_beyond_32_bits_arriving_late_are_kept_exactly(synthetic_fps: list[Fingerprint]) -> None:
+    index = NearDuplicateIndex()
+    for key in range(100):
+        index.add(key, synthetic_fps[key], float(key), value=key)
+    index.add(2**40 + 1, synthetic_fps[100], 100.0, value=-(2**50))
+    index.add(-(2**35), synthetic_fps[101], 101.0, value=2**62)
+    assert index.find(synthetic_fps[5]) == DuplicateMatch(5, "near_duplicate", 1.0, 5)
+    assert index.find(synthetic_fps[100]) == DuplicateMatch(2**40 + 1, "near_duplicate", 1.0, -(2**50))
+    assert index.find(synthetic_fps[101]) == DuplicateMatch(-(2**35), "near_duplicate", 1.0, 2**62)
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         NearDuplicateIndex(threshold=0.0)
@@ -870,6 +1016,8 @@ def test_bad_settings_are_refused() -> None:
         NearDuplicateIndex(containment_threshold=1.5)
     with pytest.raises(ValueError):
         NearDuplicateIndex(max_entries=0)
+    with pytest.raises(ValueError):
+        NearDuplicateIndex(cache_size=-1)
 
 
 # --------------------------------------------------------------------------------------------
