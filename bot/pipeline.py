@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot import dedupe, entryspans, match, story
 from bot.config import Config
@@ -177,11 +179,14 @@ class JudgeStats:
 class Judge:
     """The stateful, CPU-bound part of the pipeline. Only ever used from one thread at a time."""
 
-    def __init__(self, config: Config, next_item_id: int, next_story_id: int) -> None:
+    def __init__(self, config: Config, next_item_id: int, next_story_id: int,
+                 load_fingerprints: dedupe.Loader | None = None) -> None:
         self.config = config
         self.next_item_id = next_item_id
         self.next_story_id = next_story_id
-        self.dupes = dedupe.NearDuplicateIndex()
+        # with a loader, the index keeps only what finds candidates in memory (~250 bytes an
+        # entry); the shingles that confirm a candidate are read back from the store when needed
+        self.dupes = dedupe.NearDuplicateIndex(load=load_fingerprints)
         self.stories = story.StoryClusterer(window_seconds=config.alerts.story_window)
         self.index = match.MatchIndex()
         self.subscribers: dict[int, Subscriber] = {}
@@ -230,7 +235,11 @@ class Judge:
         now: float,
         stats: JudgeStats,
     ) -> list[NewItem]:
-        """Decide, for each new item, duplicate/story/matches/deliveries. Mutates the indexes."""
+        """Decide, for each new item, duplicate/story/matches/deliveries. Mutates the indexes.
+
+        The pipeline writes each judged batch before it judges the next (and rebuilds the judge
+        if a write fails), so everything the index holds from earlier calls is in the store now."""
+        self.dupes.persisted()
         baseline = not source.baseline_done
         max_age = self.config.alerts.max_age
         subscribers, paused = self.subscribers, self.paused
@@ -344,6 +353,43 @@ class Judge:
         return out
 
 
+class FingerprintReader:
+    """The near-duplicate index's loader: reads stored fingerprints by item id from the store's
+    file with a read-only connection of its own, used only in the judge's thread (WAL lets it read
+    what the writer has committed while the writer goes on). A read error is logged and the
+    candidates count as no match: a copy may be missed, never invented."""
+
+    CHUNK = 500  # ids per query (SQLite's variable limit is 999 on old builds)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def __call__(self, keys: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        try:
+            if self._conn is None:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            for start in range(0, len(keys), self.CHUNK):
+                chunk = list(keys[start:start + self.CHUNK])
+                found.update(self._conn.execute(
+                    f"SELECT item_id, data FROM fingerprints WHERE item_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall())
+        except sqlite3.Error as e:
+            log.error("could not read stored fingerprints; these candidates count as no match",
+                      extra={"error": str(e), "candidates": len(keys)})
+            self.close()
+            return {}
+        return found
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+
 @dataclass(slots=True)
 class ProcessResult:
     items_in_feed: int
@@ -365,11 +411,14 @@ class Pipeline:
         self._parse_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tagwire-parse")
         self._lock = asyncio.Lock()
         self.parse_guard = ParseGuard()
+        self._fingerprints = FingerprintReader(store.path)
 
     async def start(self) -> None:
         """Load ids and rebuild the in-memory indexes from the store (recent items, fingerprints)."""
         next_item, next_story = await self.store.next_ids()
-        judge = Judge(self.config, next_item, next_story)
+        self._fingerprints.close()  # a rebuilt judge starts with a fresh connection in its thread
+        judge = Judge(self.config, next_item, next_story,
+                      self._fingerprints if self.store.path != ":memory:" else None)
         now = time.time()
         retention_start = now - self.config.storage.retention_days * 86400.0
         # the newest originals the index can hold, with the time the live judge indexed them by;
@@ -382,6 +431,7 @@ class Pipeline:
                     judge.dupes.add(item_id, dedupe.fingerprint_from_bytes(data), ts, story_id)
                 except ValueError:
                     continue
+            judge.dupes.persisted()  # these came from the store: never all 200,000 in memory at once
 
         async for rows in self.store.fingerprints_since(retention_start, judge.dupes.max_entries):
             await loop.run_in_executor(self._judge_thread, index, rows)
@@ -483,5 +533,6 @@ class Pipeline:
             log.info("pruned old items", extra={"items": removed})
 
     def close(self) -> None:
+        self._fingerprints.close()
         self._judge_thread.shutdown(wait=False, cancel_futures=True)
         self._parse_threads.shutdown(wait=False, cancel_futures=True)

@@ -255,3 +255,38 @@ async def test_restart_loses_nothing_and_posts_nothing_twice(tmp_path, server):
         assert len(events(tmp_path)) == 1, "a second restart neither re-alerts nor re-baselines"
     finally:
         await app.close()
+
+
+async def test_a_copy_is_recognised_from_what_the_store_keeps_even_after_a_restart(tmp_path, server):
+    """The near-duplicate index keeps only what finds candidates in memory; the text that confirms
+    a copy is read back from the database. A reprint arriving after a restart still edits the
+    original's alert instead of alerting again, and the confirmation really came from the store."""
+    a, c = server.feed("a", "Harbour Daily"), server.feed("c", "Northern Ledger")
+    cfg = make_config(tmp_path, server, ["a", "c"], [("console:#news", "#LiuZhongyi")])
+    app, _ = await open_app(cfg)
+    try:
+        await app.run_once()  # baselines
+        a.entries.append(Entry("a1", "Liu Zhongyi orders three-week closure of eastern container terminal",
+                               LIU_STORY, published=now_minus(3)))
+        await app.run_once()
+    finally:
+        await app.close()
+    app, _ = await open_app(cfg)
+    reads: list[int] = []
+    loader = app.core.pipeline._fingerprints
+    original_call = loader.__call__
+
+    def counting(keys):
+        reads.append(len(keys))
+        return original_call(keys)
+
+    app.core.pipeline.judge.dupes._load = counting
+    try:
+        c.entries.append(Entry("c1", "Eastern container terminal to close for three weeks, says Liu Zhongyi",
+                               LIU_STORY + " This article originally appeared in Harbour Daily.",
+                               published=now_minus(1)))
+        await app.run_once()
+        assert [e["type"] for e in events(tmp_path)] == ["alert", "update"]
+        assert reads and sum(reads) >= 1, "the original's shingles were read from the store"
+    finally:
+        await app.close()
