@@ -88,7 +88,7 @@ class Outbox:
         *,
         max_attempts: int = 12,
         batch: int = 500,
-        parallel_destinations: int = 16,
+        parallel_destinations: int = 64,  # destinations sending at once (each one in order)
         clock: Callable[[], float] = time.time,
         on_paused: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
