@@ -17,13 +17,29 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 # a bare value must not look like more than one field or hide a line break (log injection)
 _BARE_UNSAFE = re.compile(r'[\s"=\\\x00-\x1f\x7f\u0085\u2028\u2029]')
+# characters some readers take as line breaks although JSON leaves them as they are
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029", "\x7f": "\\u007f"}
+_HAS_LINE_BREAK = re.compile("[\u0085\u2028\u2029\x7f]")
 
 
 def _quoted(text: str) -> str:
-    """``json.dumps(text, ensure_ascii=False)``, without the encoder for the usual plain text."""
+    """``json.dumps(text, ensure_ascii=False)`` (without the encoder for the usual plain text),
+    with NEL, LS, PS and DEL written as ``\\uXXXX`` too: still valid JSON, and no reader splits the
+    line there."""
     if _JSON_ESCAPED.search(text) is None:
-        return f'"{text}"'
-    return json.dumps(text, ensure_ascii=False)
+        return _no_line_breaks(f'"{text}"')
+    return _json(text)
+
+
+def _json(value: object) -> str:
+    return _no_line_breaks(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _no_line_breaks(encoded: str) -> str:
+    if _HAS_LINE_BREAK.search(encoded) is not None:
+        for char, escape in _LINE_BREAKS.items():
+            encoded = encoded.replace(char, escape)
+    return encoded
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -52,9 +68,9 @@ class KeyValueFormatter(logging.Formatter):
             elif type(value) is int:
                 parts.append(f"{key}={value}")
             else:
-                parts.append(f"{key}={json.dumps(value, ensure_ascii=False, default=str)}")
+                parts.append(f"{key}={_json(value)}")
         if record.exc_info:
-            parts.append(f"exc={json.dumps(self.formatException(record.exc_info), ensure_ascii=False)}")
+            parts.append(f"exc={_json(self.formatException(record.exc_info))}")
         return " ".join(parts)
 
 

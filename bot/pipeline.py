@@ -360,10 +360,13 @@ class FingerprintReader:
     candidates count as no match: a copy may be missed, never invented."""
 
     CHUNK = 500  # ids per query (SQLite's variable limit is 999 on old builds)
+    LOG_EVERY = 60.0  # seconds between log lines about failing reads
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self.failures = 0
+        self._logged = -self.LOG_EVERY
 
     def __call__(self, keys: Sequence[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
@@ -378,8 +381,12 @@ class FingerprintReader:
                     chunk,
                 ).fetchall())
         except sqlite3.Error as e:
-            log.error("could not read stored fingerprints; these candidates count as no match",
-                      extra={"error": str(e), "candidates": len(keys)})
+            self.failures += 1
+            now = time.monotonic()
+            if now - self._logged >= self.LOG_EVERY:  # once a minute, not once per item
+                self._logged = now
+                log.error("could not read stored fingerprints; their candidates count as no match",
+                          extra={"error": str(e), "candidates": len(keys), "failures": self.failures})
             self.close()
             return {}
         return found

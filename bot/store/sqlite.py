@@ -157,6 +157,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._db is not None:
+            await self._grouped.drain()  # records queued before the close are committed first
             await self._db.close()
             self._db = None
 
@@ -556,10 +557,9 @@ class SQLiteStore:
                 f"DELETE FROM items_fts WHERE rowid IN (SELECT id FROM items WHERE seen < ? AND {unsent})",
                 (before,),
             )
+            # the items' deliveries go by cascade, and each one's thread (if it was the root) by the
+            # deliveries_forget_thread trigger, found through threads_root: no sweep of all threads
             cur = await db.execute(f"DELETE FROM items WHERE seen < ? AND {unsent}", (before,))
-            await db.execute(
-                "DELETE FROM threads WHERE root_delivery_id NOT IN (SELECT id FROM deliveries)"
-            )
             await db.execute("DELETE FROM stories WHERE updated < ?", (before,))
             return cur.rowcount
 
@@ -727,14 +727,16 @@ class SQLiteStore:
 
 
 def _transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    """Run ``fn`` inside BEGIN IMMEDIATE … COMMIT on ``conn`` (autocommit mode); roll back on error."""
+    """Run ``fn`` inside BEGIN IMMEDIATE … COMMIT on ``conn`` (autocommit mode). On any error,
+    the COMMIT's included, roll back if SQLite has not already, and raise the original error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result
 
 
@@ -1000,6 +1002,11 @@ class _GroupedWrites:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write())
         await done
+
+    async def drain(self) -> None:
+        """Wait for the commit in flight and those queued behind it (their errors are the writers')."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
 
     async def _write(self) -> None:
         while self._queued:
