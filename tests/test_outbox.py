@@ -349,3 +349,22 @@ async def test_messages_posted_to_many_channels_at_once_are_recorded_together_an
     assert len(rec.sent) == 24
     replies = [m for m in rec.sent if m.kind is MessageKind.REPLY]
     assert len(replies) == 12 and all(m.thread_ref for m in replies), "each reply found its root's thread"
+
+
+async def test_a_message_queued_after_a_failure_does_not_overtake_it(core):
+    """A channel's messages go out in the order they were queued, also across a failure: an alert
+    for a new story queued while an earlier message waits for its retry waits behind it. Other
+    channels are not held."""
+    rec = Recorder()
+    core.register_adapter(rec)
+    other = Destination.parse("console:#other")
+    rec.fail_with = [DeliveryError("rate limited", retry_after=600)]
+    await queue(core, "first", 1, [NEWS])
+    await core.deliver_pending()  # refused: held for 10 minutes
+    await queue(core, "second", 2, [NEWS, other])  # a new story, queued after the failure
+    core.outbox.clock.t += 10
+    await core.deliver_pending()
+    assert [(m.destination, m.title) for m in rec.sent] == [(other, "Title second")]
+    core.outbox.clock.t += 600
+    await core.deliver_pending()
+    assert [m.title for m in rec.sent if m.destination == NEWS] == ["Title first", "Title second"]

@@ -890,8 +890,12 @@ def _claim_deliveries(now: float, limit: int, conn: sqlite3.Connection) -> list[
         "t.message_ref, t.thread_ref, t.status, t.kind, i.duplicate_of, t.tags "
         "FROM deliveries d JOIN items i ON i.id=d.item_id JOIN sources s ON s.id=i.source_id "
         "LEFT JOIN deliveries t ON t.id=d.target_delivery_id "
-        "WHERE d.status='pending' AND d.next_attempt <= ? ORDER BY d.id LIMIT ?",
-        (now, limit),
+        "WHERE d.status='pending' AND d.next_attempt <= ? "
+        # order per destination: not while an earlier row there waits for its retry
+        "AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.status='pending' AND e.destination=d.destination "
+        "AND e.id < d.id AND e.next_attempt > ?) "
+        "ORDER BY d.id LIMIT ?",
+        (now, now, limit),
     ).fetchall()
     if not rows:
         return []

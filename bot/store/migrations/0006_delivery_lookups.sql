@@ -6,3 +6,6 @@ CREATE INDEX threads_root ON threads(root_delivery_id);
 -- held by a rate limit, retries backing off) without reading them from the table.
 DROP INDEX IF EXISTS deliveries_queue;
 CREATE INDEX deliveries_queue ON deliveries(id, next_attempt) WHERE status = 'pending';
+-- A destination's pending rows in order: a claim skips a row while an earlier pending row of the
+-- same destination is held back (a failed message waiting for its retry), so nothing overtakes it.
+CREATE INDEX deliveries_held ON deliveries(destination, id, next_attempt) WHERE status = 'pending';
