@@ -405,6 +405,17 @@ class StoryClusterer:
         best_id: int | None = None
         best = 0.0
         rest = shared[proposing:]
+        # each open candidate's scale for cohesion and recency (the stories closed by now drop out)
+        factors: list[tuple[int, float]] = []
+        for story_id in dots:
+            story = stories[story_id]
+            last = story.last_ts
+            if last < horizon:
+                continue
+            factor = story.scale
+            if timestamp > last:
+                factor /= 1.0 + (timestamp - last) / story.pace
+            factors.append((story_id, factor))
         if len(rest) < _BOUND_FROM_TERMS:
             # few other terms (a headline): add their shares to every candidate, term by term (so
             # each candidate's sum runs rarest term first); a set intersection finds who has the term
@@ -415,14 +426,8 @@ class StoryClusterer:
                     dots[story_id] += x
                     if x > tops[story_id]:
                         tops[story_id] = x
-            for story_id, dot in dots.items():
-                story = stories[story_id]
-                last = story.last_ts
-                if last < horizon:
-                    continue
-                factor = story.scale
-                if timestamp > last:
-                    factor /= 1.0 + (timestamp - last) / story.pace
+            for story_id, factor in factors:
+                dot = dots[story_id]
                 score = dot * factor
                 if long_item and (dot - tops[story_id]) * factor < min_support:
                     continue  # one shared word (the place, the company) is all this long item has in common
@@ -436,17 +441,9 @@ class StoryClusterer:
         # ties to the lower id), and each sum runs in the same order as above, so the floats are too.
         rest_norm = math.sqrt(sum(w * w for _, _, w, _ in rest))
         sqrt = math.sqrt
-        bounds: list[tuple[float, int, float]] = []
-        for story_id, dot in dots.items():
-            story = stories[story_id]
-            last = story.last_ts
-            if last < horizon:
-                continue
-            factor = story.scale
-            if timestamp > last:
-                factor /= 1.0 + (timestamp - last) / story.pace
-            # a little slack for rounding: the bound must never cut a candidate that could win
-            bounds.append(((dot + rest_norm * sqrt(story.norm2)) * factor * _SLACK + 1e-12, story_id, factor))
+        # a little slack for rounding: the bound must never cut a candidate that could win
+        bounds = [((dots[story_id] + rest_norm * sqrt(stories[story_id].norm2)) * factor * _SLACK + 1e-12,
+                   story_id, factor) for story_id, factor in factors]
         bounds.sort(key=_first, reverse=True)
         where = {term: (posting, w) for _, posting, w, term in rest}
         rest_terms = where.keys()
