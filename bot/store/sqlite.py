@@ -210,19 +210,14 @@ class SQLiteStore:
 
     # Each aiosqlite call is a round trip to its thread, and under load (parsing threads holding
     # the GIL) every round trip costs a thread switch: reads take one round trip, not three
-    # (execute, fetch, close), and a write of one statement is its own transaction (autocommit)
-    # instead of BEGIN / statement / COMMIT. Callers of `_one` expect at most a row or two.
+    # (execute, fetch, close); a write of one statement goes to the group commit (`_GroupedWrites`).
+    # Callers of `_one` expect at most a row or two.
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return list(await self.db.execute_fetchall(sql, tuple(params)))
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = await self.db.execute_fetchall(sql, tuple(params))
         return next(iter(rows), None)
-
-    async def _write1(self, sql: str, params: Iterable[Any]) -> None:
-        """One write statement, atomic on its own, under the single-writer lock."""
-        async with self._write_lock:
-            await self.db.execute(sql, tuple(params))
 
     async def _hop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the database thread: one round trip however many statements.
@@ -664,9 +659,9 @@ class SQLiteStore:
                                         for delivery_id, message_ref, thread_ref in sent])
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt: float, give_up: bool) -> None:
-        await self._write1(
+        await self._grouped.write(
             "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=? WHERE id=?",
-            ("failed" if give_up else "pending", error[:500], next_attempt, delivery_id),
+            [("failed" if give_up else "pending", error[:500], next_attempt, delivery_id)],
         )
 
     async def mark_paused(self, destination: Destination, error: str) -> None:
